@@ -1,0 +1,72 @@
+import type { RoutingState } from "../routing/table.ts";
+import type { Metrics } from "./metrics.ts";
+
+/** What the admin endpoints report on. */
+export interface AdminDeps {
+  readonly metrics: Metrics;
+  readonly routing: RoutingState;
+  /** True once the gateway can serve (config loaded, initial discovery sync done). */
+  readonly isReady: () => boolean;
+  /** True from the first shutdown signal until exit. */
+  readonly isDraining: () => boolean;
+}
+
+const JSON_HEADERS = { "content-type": "application/json", "cache-control": "no-store" };
+
+/** The admin listener's handler: /healthz, /readyz, /metrics, /routes. */
+export function adminHandler(deps: AdminDeps): (request: Request) => Response {
+  return function admin(request: Request): Response {
+    const path = new URL(request.url).pathname;
+    if (request.method !== "GET" && request.method !== "HEAD") {
+      return json(405, { error: "method_not_allowed", message: "Use GET" }, { allow: "GET, HEAD" });
+    }
+    switch (path) {
+      case "/healthz":
+        return json(200, { status: "ok" });
+      case "/readyz": {
+        if (deps.isDraining()) return json(503, { status: "draining" });
+        if (!deps.isReady()) return json(503, { status: "starting" });
+        return json(200, { status: "ready" });
+      }
+      case "/metrics":
+        return new Response(deps.metrics.render(), {
+          headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
+        });
+      case "/routes":
+        return json(200, routesBody(deps.routing));
+      default:
+        return json(404, { error: "not_found", message: `No admin endpoint at ${path}` });
+    }
+  };
+}
+
+function routesBody(routing: RoutingState): unknown {
+  const table = routing.current;
+  return {
+    version: table.version,
+    routes: table.routes.map((route) => {
+      const service = table.service(route.serviceName);
+      return {
+        id: route.id,
+        path_prefix: route.pathPrefix,
+        service_name: route.serviceName,
+        source: route.source,
+        auth_required: route.authRequired,
+        strip_prefix: route.stripPrefix,
+        rate_limit: route.rateLimit
+          ? {
+            requests_per_period: route.rateLimit.requestsPerPeriod,
+            period_seconds: route.rateLimit.periodSeconds,
+            client_identifier: route.rateLimit.clientIdentifier,
+          }
+          : null,
+        service_source: service?.source ?? null,
+        endpoints: (service?.endpoints ?? []).map((e) => ({ url: e.url, ready: e.ready })),
+      };
+    }),
+  };
+}
+
+function json(status: number, body: unknown, extra: Record<string, string> = {}): Response {
+  return new Response(JSON.stringify(body), { status, headers: { ...JSON_HEADERS, ...extra } });
+}

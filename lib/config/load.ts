@@ -1,0 +1,549 @@
+/**
+ * Loads `config.yaml` into a frozen {@linkcode Config}, reporting every
+ * problem with its line, column and field path (contract section 2).
+ *
+ * @module
+ */
+
+import { isAbsolute, resolve } from "node:path";
+import ipaddr from "ipaddr.js";
+import { type Document, isMap, isScalar, LineCounter, parseDocument, visit } from "yaml";
+import {
+  boolean,
+  choice,
+  defaulted,
+  filledSection,
+  integer,
+  INVALID,
+  list,
+  type ListRefine,
+  type Node,
+  number,
+  object,
+  optional,
+  record,
+  reject,
+  report,
+  required,
+  section,
+  text,
+  type Walk,
+} from "./schema.ts";
+import type { Config, ConfigProblem, ConfigWarning } from "./types.ts";
+
+/** The outcome of loading a config: the config, or every problem found. Warnings either way. */
+export type LoadResult =
+  | { ok: true; config: Config; warnings: ConfigWarning[] }
+  | { ok: false; problems: ConfigProblem[]; warnings: ConfigWarning[] };
+
+// ---- scalar rules -------------------------------------------------------------------------------
+
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+// RFC 9110 token: what a header field name may be made of.
+const HEADER_TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+const DNS_NAME = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
+const ROUTE_ID = /^[A-Za-z0-9._-]{1,64}$/;
+const JWT_ALGORITHMS = [
+  "RS256",
+  "RS384",
+  "RS512",
+  "PS256",
+  "PS384",
+  "PS512",
+  "ES256",
+  "ES384",
+  "ES512",
+  "EdDSA",
+  "HS256",
+  "HS384",
+  "HS512",
+] as const;
+
+function nonEmpty(value: string): string {
+  return value === "" ? reject("must not be empty") : value;
+}
+
+function envName(value: string): string {
+  if (ENV_NAME.test(value)) return value;
+  return reject(
+    `must be an environment variable name ([A-Za-z_][A-Za-z0-9_]*), got ${JSON.stringify(value)}`,
+  );
+}
+
+function headerName(value: string): string {
+  if (HEADER_TOKEN.test(value)) return value;
+  return reject(`must be a valid HTTP header name, got ${JSON.stringify(value)}`);
+}
+
+function clientIdentifier(value: string): string {
+  if (value === "IP" || HEADER_TOKEN.test(value)) return value;
+  return reject(`must be "IP" or a valid HTTP header name, got ${JSON.stringify(value)}`);
+}
+
+function dnsLabel(value: string): string {
+  if (DNS_LABEL.test(value)) return value;
+  return reject(
+    `must be a DNS-1123 label (lowercase letters, digits and "-", at most 63), got ${
+      JSON.stringify(value)
+    }`,
+  );
+}
+
+function serviceName(value: string): void {
+  if (!DNS_NAME.test(value)) {
+    reject(
+      `invalid service name ${JSON.stringify(value)}: use lowercase letters, digits, "-" and "."`,
+    );
+  }
+}
+
+function serviceRef(value: string): string {
+  const parts = value.split(".");
+  if (parts.length <= 2 && parts.every((part) => DNS_LABEL.test(part))) return value;
+  return reject(
+    `must be "name" or "name.namespace" made of DNS-1123 labels, got ${JSON.stringify(value)}`,
+  );
+}
+
+function routeId(value: string): string {
+  if (ROUTE_ID.test(value)) return value;
+  return reject(`must be 1 to 64 characters of A-Z a-z 0-9 . _ -, got ${JSON.stringify(value)}`);
+}
+
+function sha256(value: string): string {
+  if (/^[0-9a-fA-F]{64}$/.test(value)) return value.toLowerCase();
+  return reject("must be 64 hexadecimal digits (the SHA-256 of the key)");
+}
+
+function parseUrl(value: string, schemes: readonly string[]): URL {
+  const url = URL.canParse(value) ? new URL(value) : undefined;
+  if (url && schemes.includes(url.protocol)) return url;
+  const names = schemes.map((scheme) => `${scheme}//`).join(" or ");
+  return reject(`must be a ${names} URL, got ${JSON.stringify(value)}`);
+}
+
+function httpUrl(value: string): string {
+  parseUrl(value, ["http:", "https:"]);
+  return value;
+}
+
+function redisUrl(value: string): string {
+  parseUrl(value, ["redis:", "rediss:"]);
+  return value;
+}
+
+function originUrl(value: string): string {
+  const url = parseUrl(value, ["http:", "https:"]);
+  // Checked on the raw text too: URL drops an empty "?" or "#".
+  if (
+    url.pathname !== "/" || url.username !== "" || url.password !== "" || /[?#]/.test(value)
+  ) {
+    reject(
+      `must be an origin only (scheme://host[:port]), without path, query, fragment or credentials, got ${
+        JSON.stringify(value)
+      }`,
+    );
+  }
+  return url.origin;
+}
+
+function cidr(value: string): string {
+  const [address, bits, ...rest] = value.split("/");
+  const max = ipaddr.IPv4.isValidFourPartDecimal(address)
+    ? 32
+    // A zone index (fe80::1%eth0) never appears in a peer address we compare against.
+    : ipaddr.IPv6.isValid(address) && !address.includes("%")
+    ? 128
+    : 0;
+  if (max === 0 || rest.length > 0) {
+    reject(
+      `must be an IPv4 or IPv6 CIDR such as 10.0.0.0/8 or fd00::/8, got ${JSON.stringify(value)}`,
+    );
+  }
+  if (bits === undefined) return `${address}/${max}`;
+  if (!/^[0-9]{1,3}$/.test(bits) || Number(bits) > max) {
+    reject(`prefix length must be 0 to ${max}, got ${JSON.stringify(value)}`);
+  }
+  return `${address}/${Number(bits)}`;
+}
+
+function filePath(value: string, walk: Walk): string {
+  return resolve(walk.baseDir, nonEmpty(value));
+}
+
+function algorithm(value: string): string {
+  if (value.toLowerCase() === "none") {
+    reject(`"none" is not allowed: it would accept unsigned tokens`);
+  }
+  if ((JWT_ALGORITHMS as readonly string[]).includes(value)) return value;
+  return reject(`must be one of ${JWT_ALGORITHMS.join(", ")}, got ${JSON.stringify(value)}`);
+}
+
+function pathPrefix(value: string): string {
+  if (!value.startsWith("/")) reject(`must start with "/", got ${JSON.stringify(value)}`);
+  const forbidden: [string, string][] = [
+    ["%", `"%"`],
+    ["\\", "a backslash"],
+    ["\0", "a NUL character"],
+    ["?", `"?"`],
+    ["#", `"#"`],
+    ["//", `"//"`],
+  ];
+  for (const [needle, label] of forbidden) {
+    if (value.includes(needle)) reject(`must not contain ${label}, got ${JSON.stringify(value)}`);
+  }
+  // Requests arrive percent-encoded, so a raw space or control character could never match.
+  if ([...value].some((char) => char <= " " || char === "\x7f")) {
+    reject(`must not contain whitespace or control characters, got ${JSON.stringify(value)}`);
+  }
+  if (value.split("/").some((segment) => segment === "." || segment === "..")) {
+    reject(`must not contain "." or ".." segments, got ${JSON.stringify(value)}`);
+  }
+  return value.length > 1 && value.endsWith("/") ? value.slice(0, -1) : value;
+}
+
+// ---- cross-item rules ---------------------------------------------------------------------------
+
+/**
+ * Reports the second and later list items whose `key` repeats an earlier one. It reads the raw
+ * YAML (through `canonical`) rather than validated items, so a duplicate is reported even next to
+ * an unrelated problem in the same item.
+ */
+function unique<T>(
+  key: string,
+  canonical: (raw: unknown, index: number) => string | undefined,
+): ListRefine<T> {
+  return function checkUnique(_items, { nodes, path, walk }) {
+    const seen = new Map<string, number>();
+    nodes.forEach((node, index) => {
+      if (!isMap(node)) return;
+      const keyed = node.get(key, true) as Node | undefined;
+      const value = canonical(isScalar(keyed) ? keyed.value : undefined, index);
+      if (value === undefined) return;
+      const first = seen.get(value);
+      if (first === undefined) {
+        seen.set(value, index);
+        return;
+      }
+      report(walk, {
+        node: keyed ?? node,
+        field: `${path}[${index}].${key}`,
+        message: `duplicate ${key} ${JSON.stringify(value)} (already used by ${path}[${first}])`,
+      });
+    });
+  };
+}
+
+/** Applies a converter to a raw scalar, yielding undefined where it is not valid. */
+function tolerant(convert: (value: string) => string): (raw: unknown) => string | undefined {
+  return function canonical(raw) {
+    try {
+      return typeof raw === "string" ? convert(raw) : undefined;
+    } catch {
+      return undefined;
+    }
+  };
+}
+
+function all<T>(...refines: ListRefine<T>[]): ListRefine<T> {
+  return (items, context) => refines.forEach((refine) => refine(items, context));
+}
+
+function defaultRouteId(index: number): string {
+  return `route-${index}`;
+}
+
+// ---- the schema ---------------------------------------------------------------------------------
+
+const serverSchema = object({
+  port: defaulted(integer(1, 65535), 8000),
+  host: defaulted(text(nonEmpty), "0.0.0.0"),
+  admin_port: defaulted(integer(1, 65535), 8001),
+  admin_host: defaulted(text(nonEmpty), "0.0.0.0"),
+  trusted_proxies: defaulted(list(text(cidr)), []),
+  max_body_bytes: defaulted(integer(0), 10485760),
+  upstream_timeout_ms: defaulted(integer(1), 30000),
+  shutdown_grace_seconds: defaulted(number(0), 25),
+}, {
+  refine(server, refiner) {
+    if (server.adminPort === server.port) {
+      refiner.problem("admin_port", `must differ from port (both are ${server.port})`);
+    }
+  },
+});
+
+const redisSchema = object({
+  url: optional(text(redisUrl)),
+  url_env: optional(text(envName)),
+  failure_mode: defaulted(choice(["open", "closed", "local"]), "local"),
+}, { exclusive: [["url", "url_env"]] });
+
+const apiKeySchema = object({
+  header: defaulted(text(headerName), "API-Key"),
+  keys: required(list(
+    object({
+      id: required(text(nonEmpty)),
+      sha256: optional(text(sha256)),
+      value_env: optional(text(envName)),
+    }, { exclusive: [["sha256", "value_env"]] }),
+    {
+      refine: all(
+        unique("id", tolerant(nonEmpty)),
+        unique("sha256", tolerant(sha256)),
+      ),
+    },
+  )),
+});
+
+const jwtSchema = object({
+  issuer: optional(text(nonEmpty)),
+  audience: optional(text(nonEmpty)),
+  algorithms: defaulted(list(text(algorithm), { nonEmpty: true }), ["RS256"]),
+  jwks_url: optional(text(httpUrl)),
+  public_key_file: optional(text(filePath)),
+  secret_env: optional(text(envName)),
+  clock_tolerance_seconds: defaulted(number(0), 30),
+}, {
+  exclusive: [["jwks_url", "public_key_file", "secret_env"]],
+  refine(jwt, refiner) {
+    // A shared secret and a public key verify different families; mixing them is how
+    // algorithm-confusion attacks start.
+    const symmetric = jwt.algorithms.filter((name) => name.startsWith("HS"));
+    const asymmetric = jwt.algorithms.filter((name) => !name.startsWith("HS"));
+    if (jwt.secretEnv !== undefined && asymmetric.length > 0) {
+      refiner.problem(
+        "algorithms",
+        `secret_env works only with HS256, HS384 or HS512, got ${asymmetric.join(", ")}`,
+      );
+    }
+    if (jwt.secretEnv === undefined && symmetric.length > 0) {
+      refiner.problem(
+        "algorithms",
+        `${
+          symmetric.join(", ")
+        } needs secret_env; jwks_url and public_key_file take asymmetric algorithms`,
+      );
+    }
+  },
+});
+
+const authSchema = object({
+  api_key: section(apiKeySchema),
+  jwt: section(jwtSchema),
+});
+
+const discoverySchema = object({
+  kubernetes: section(object({
+    enabled: optional(boolean()),
+    namespace: defaulted(text(dnsLabel), "default"),
+    kubeconfig: optional(text(filePath)),
+  })),
+});
+
+const serviceSchema = object({ urls: required(list(text(originUrl))) });
+
+const routeSchema = object({
+  id: optional(text(routeId)),
+  path_prefix: required(text(pathPrefix)),
+  service_name: required(text(serviceRef)),
+  auth_required: defaulted(boolean(), false),
+  strip_prefix: defaulted(boolean(), false),
+  rate_limit: section(object({
+    requests_per_period: required(integer(1)),
+    period_seconds: required(integer(1, 86400)),
+    client_identifier: defaulted(text(clientIdentifier), "IP"),
+  })),
+});
+
+const configSchema = object({
+  server: filledSection(serverSchema),
+  redis: section(redisSchema),
+  auth: filledSection(authSchema),
+  discovery: filledSection(discoverySchema),
+  services: filledSection(record(serviceName, serviceSchema)),
+  routes: required(list(routeSchema, {
+    refine: all(
+      unique(
+        "id",
+        (raw, index) => raw === undefined ? defaultRouteId(index) : tolerant(routeId)(raw),
+      ),
+      unique("path_prefix", tolerant(pathPrefix)),
+    ),
+  })),
+});
+
+// ---- loading ------------------------------------------------------------------------------------
+
+/** Parses and validates config text; `displayPath` is used in problems, `absolutePath` becomes Config.file and the base for relative paths. */
+export function parseConfig(
+  text: string,
+  options: { displayPath: string; absolutePath: string },
+): LoadResult {
+  const lines = new LineCounter();
+  const doc = parseYaml(text, lines);
+  const walk: Walk = {
+    file: options.displayPath,
+    lines,
+    doc,
+    baseDir: resolve(options.absolutePath, ".."),
+    problems: [],
+    warnings: [],
+  };
+  for (const warning of doc.warnings) {
+    report(walk, { node: null, field: "", message: warning.message, warning: true });
+    relocate(walk.warnings, lines, warning.pos[0]);
+  }
+  for (const error of doc.errors) {
+    const message = error.code === "DUPLICATE_KEY"
+      ? `duplicate key ${JSON.stringify(keyAt(doc, error.pos[0]))}`
+      : error.message;
+    report(walk, { node: null, field: "", message });
+    relocate(walk.problems, lines, error.pos[0]);
+  }
+  // Past a syntax error the tree is a guess, so only duplicate keys (a well-formed tree) go on
+  // to validation.
+  if (doc.errors.some((error) => error.code !== "DUPLICATE_KEY")) return failure(walk);
+
+  if (doc.contents === null) {
+    report(walk, {
+      node: null,
+      field: "",
+      message: "the config is empty: it needs at least a routes: list",
+    });
+    return failure(walk);
+  }
+  const contents = doc.contents as Node;
+  const parsed = configSchema(contents, "", walk);
+  if (parsed === INVALID || walk.problems.length > 0) return failure(walk);
+
+  const config: Config = {
+    file: options.absolutePath,
+    ...parsed,
+    routes: parsed.routes.map((route, index) => ({
+      ...route,
+      id: route.id ?? defaultRouteId(index),
+    })),
+  };
+  warnAboutSurprises(config, walk);
+  sortByPosition(walk.warnings);
+  return { ok: true, config: deepFreeze(config), warnings: walk.warnings };
+}
+
+/** Reads the file (problems for unreadable/missing file, as a ConfigProblem at 1:1 with field "") then parseConfig. Path may be relative to cwd. */
+export async function loadConfigFile(path: string): Promise<LoadResult> {
+  let text: string;
+  let absolutePath: string;
+  try {
+    absolutePath = isAbsolute(path) ? path : resolve(Deno.cwd(), path);
+    text = await Deno.readTextFile(absolutePath);
+  } catch (error) {
+    const problem = {
+      file: path,
+      line: 1,
+      column: 1,
+      field: "",
+      message: `cannot read the config file: ${readFailure(error)}`,
+    };
+    return { ok: false, problems: [problem], warnings: [] };
+  }
+  return parseConfig(text, { displayPath: path, absolutePath });
+}
+
+/** `PATH:LINE:COLUMN: field.path: message`, or `PATH:LINE:COLUMN: message` when field is "". */
+export function formatProblem(problem: ConfigProblem): string {
+  const where = `${problem.file}:${problem.line}:${problem.column}`;
+  return problem.field === ""
+    ? `${where}: ${problem.message}`
+    : `${where}: ${problem.field}: ${problem.message}`;
+}
+
+function parseYaml(text: string, lineCounter: LineCounter) {
+  // The yaml package reads process.env.LOG_TOKENS and LOG_STREAM while parsing: every task
+  // that loads a config grants exactly those two (--allow-env=LOG_TOKENS,LOG_STREAM).
+  return parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+}
+
+/** The key whose node starts at `offset`; the parser's duplicate-key error gives only the offset. */
+function keyAt(doc: Document, offset: number): string {
+  let name = "";
+  visit(doc, {
+    Pair(_, pair) {
+      if (isScalar(pair.key) && pair.key.range?.[0] === offset) {
+        name = String(pair.key.value);
+        return visit.BREAK;
+      }
+    },
+  });
+  return name;
+}
+
+/** Moves the entry just reported to the parser's own offset (it has no AST node). */
+function relocate(entries: ConfigProblem[], lines: LineCounter, offset: number): void {
+  const last = entries[entries.length - 1];
+  const { line, col } = lines.linePos(offset);
+  entries[entries.length - 1] = { ...last, line, column: col };
+}
+
+function failure(walk: Walk): LoadResult {
+  return {
+    ok: false,
+    problems: sortByPosition(walk.problems),
+    warnings: sortByPosition(walk.warnings),
+  };
+}
+
+function sortByPosition(entries: ConfigProblem[]): ConfigProblem[] {
+  return entries.sort((a, b) => a.line - b.line || a.column - b.column);
+}
+
+function readFailure(error: unknown): string {
+  if (error instanceof Deno.errors.NotFound) return "no such file";
+  if (error instanceof Deno.errors.IsADirectory) return "it is a directory";
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** Warnings for configs that load but would surprise their author at the first request. */
+function warnAboutSurprises(config: Config, walk: Walk): void {
+  const at = (path: (string | number)[]) => walk.doc.getIn(path, true) as Node | undefined;
+  if (config.routes.length === 0) {
+    report(walk, {
+      node: at(["routes"]),
+      field: "routes",
+      message: "no routes: every request will get 404",
+      warning: true,
+    });
+  }
+  const hasAuth = config.auth.apiKey !== undefined || config.auth.jwt !== undefined;
+  const discoveryOn = config.discovery.kubernetes?.enabled === true;
+  config.routes.forEach((route, index) => {
+    const field = `routes[${index}]`;
+    if (route.authRequired && !hasAuth) {
+      report(walk, {
+        node: at(["routes", index, "auth_required"]) ?? at(["routes", index]),
+        field: `${field}.auth_required`,
+        message:
+          "route requires auth but no auth method is configured: it answers 401 to every request",
+        warning: true,
+      });
+    }
+    if (!Object.hasOwn(config.services, route.serviceName) && !discoveryOn) {
+      report(walk, {
+        node: at(["routes", index, "service_name"]) ?? at(["routes", index]),
+        field: `${field}.service_name`,
+        message: `service ${
+          JSON.stringify(route.serviceName)
+        } is not defined in services and Kubernetes discovery may be off: requests answer 503 until it has endpoints`,
+        warning: true,
+      });
+    }
+  });
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === "object" && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const child of Object.values(value)) deepFreeze(child);
+  }
+  return value;
+}

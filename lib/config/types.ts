@@ -1,0 +1,126 @@
+/**
+ * The validated, frozen configuration. Field names are camelCase versions of
+ * the YAML keys (contract section 2); every default is already applied.
+ */
+export interface Config {
+  /** Absolute path of the file this config was loaded from. */
+  readonly file: string;
+  readonly server: ServerConfig;
+  /** Absent: the in-memory rate limiter is used. */
+  readonly redis?: RedisConfig;
+  readonly auth: AuthConfig;
+  readonly discovery: DiscoveryConfig;
+  /** Static upstreams by service name. */
+  readonly services: Readonly<Record<string, StaticService>>;
+  readonly routes: readonly RouteConfig[];
+}
+
+/** `server:` */
+export interface ServerConfig {
+  readonly port: number;
+  readonly host: string;
+  readonly adminPort: number;
+  readonly adminHost: string;
+  /** CIDRs as written, e.g. `10.0.0.0/8`, `::1/128`. */
+  readonly trustedProxies: readonly string[];
+  readonly maxBodyBytes: number;
+  readonly upstreamTimeoutMs: number;
+  readonly shutdownGraceSeconds: number;
+}
+
+/** How the limiter behaves while Redis is unreachable. */
+export type RedisFailureMode = "open" | "closed" | "local";
+
+/** `redis:` */
+export interface RedisConfig {
+  /** Set when the URL is written in the config. */
+  readonly url?: string;
+  /** Set when the URL comes from an environment variable. */
+  readonly urlEnv?: string;
+  readonly failureMode: RedisFailureMode;
+}
+
+/** `auth:` */
+export interface AuthConfig {
+  readonly apiKey?: ApiKeyConfig;
+  readonly jwt?: JwtConfig;
+}
+
+/** `auth.api_key:` */
+export interface ApiKeyConfig {
+  readonly header: string;
+  readonly keys: readonly ApiKeyEntry[];
+}
+
+/** One consumer's key: a SHA-256 digest or an environment variable holding the key. */
+export interface ApiKeyEntry {
+  readonly id: string;
+  readonly sha256?: string;
+  readonly valueEnv?: string;
+}
+
+/** `auth.jwt:` (exactly one key source is set). */
+export interface JwtConfig {
+  readonly issuer?: string;
+  readonly audience?: string;
+  readonly algorithms: readonly string[];
+  readonly jwksUrl?: string;
+  /** Absolute path, resolved against the config file's directory. */
+  readonly publicKeyFile?: string;
+  readonly secretEnv?: string;
+  readonly clockToleranceSeconds: number;
+}
+
+/** `discovery:` */
+export interface DiscoveryConfig {
+  readonly kubernetes?: KubernetesDiscoveryConfig;
+}
+
+/** `discovery.kubernetes:` */
+export interface KubernetesDiscoveryConfig {
+  /** Undefined: decided at start-up (in a cluster, or KUBECONFIG set). */
+  readonly enabled?: boolean;
+  readonly namespace: string;
+  /** Absolute path, resolved against the config file's directory. */
+  readonly kubeconfig?: string;
+}
+
+/** One entry of `services:`. */
+export interface StaticService {
+  /** Origins only, normalized: `http://127.0.0.1:9001` (no trailing slash). */
+  readonly urls: readonly string[];
+}
+
+/** One entry of `routes:`. */
+export interface RouteConfig {
+  readonly id: string;
+  /** Canonical: starts with `/`, no trailing slash except the root `/`. */
+  readonly pathPrefix: string;
+  readonly serviceName: string;
+  readonly authRequired: boolean;
+  readonly stripPrefix: boolean;
+  readonly rateLimit?: RateLimitConfig;
+}
+
+/** `routes[i].rate_limit:` */
+export interface RateLimitConfig {
+  readonly requestsPerPeriod: number;
+  readonly periodSeconds: number;
+  /** A request header name, or `IP`. */
+  readonly clientIdentifier: string;
+}
+
+/** One problem found while loading a config, positioned in its file. */
+export interface ConfigProblem {
+  readonly file: string;
+  /** 1-based. */
+  readonly line: number;
+  /** 1-based. */
+  readonly column: number;
+  /** Like `routes[1].rate_limit.period_seconds`; empty for the document itself. */
+  readonly field: string;
+  readonly message: string;
+}
+
+/** Something legal but probably unintended, reported at load time. */
+export type ConfigWarning = ConfigProblem;

@@ -1,0 +1,59 @@
+import type { Logger } from "../log/logger.ts";
+import { GatewayError } from "../pipeline/errors.ts";
+import type { Middleware, RequestContext } from "../pipeline/types.ts";
+
+/**
+ * Turns anything thrown further down the chain into a JSON error response.
+ * A GatewayError keeps its status and code; anything else is a bug: a
+ * generic 500 for the client, the stack for the log only.
+ */
+export function errorBoundary(deps: { logger: Logger }): Middleware {
+  const { logger } = deps;
+
+  return async function errorBoundary(ctx, next) {
+    try {
+      return await next();
+    } catch (error) {
+      if (error instanceof GatewayError) {
+        if (error.status >= 500) {
+          logger.warn("request_failed", {
+            request_id: ctx.requestId,
+            route: ctx.route?.id ?? "",
+            status: error.status,
+            code: error.code,
+            message: error.message,
+            upstream: ctx.upstream ?? null,
+          });
+        }
+        return errorResponse(ctx, error);
+      }
+      logger.error("internal_error", { request_id: ctx.requestId, error });
+      return errorResponse(
+        ctx,
+        new GatewayError(500, "internal_error", "The gateway failed to handle this request"),
+      );
+    }
+  };
+}
+
+/** The JSON error body every error response shares. */
+export function errorResponse(
+  ctx: Pick<RequestContext, "requestId">,
+  error: GatewayError,
+): Response {
+  const headers = new Headers({
+    "content-type": "application/json",
+    "cache-control": "no-store",
+    "x-request-id": ctx.requestId,
+  });
+  if (error.headers) {
+    for (const [name, value] of Object.entries(error.headers)) headers.set(name, value);
+  }
+  const body = JSON.stringify({
+    error: error.code,
+    message: error.message,
+    request_id: ctx.requestId,
+  });
+  headers.set("content-length", String(new TextEncoder().encode(body).byteLength));
+  return new Response(body, { status: error.status, headers });
+}

@@ -1,0 +1,50 @@
+import type { RouteEntry, RoutingTable } from "../routing/table.ts";
+
+/** What happened to a streamed response body once it stopped flowing. */
+export interface BodyOutcome {
+  /** `complete`: all bytes sent; `cancelled`: the client went away; `error`: the upstream broke. */
+  readonly outcome: "complete" | "cancelled" | "error";
+  readonly bytes: number;
+}
+
+/** Per-request state shared by the middleware chain. */
+export interface RequestContext {
+  readonly request: Request;
+  /** Monotonic start time in milliseconds (performance.now()). */
+  readonly startedAt: number;
+  /** Client's X-Request-Id when sane, else a new one. */
+  readonly requestId: string;
+  /** Address of the TCP peer (no port), e.g. `127.0.0.1` or `::1`. */
+  readonly peerAddress: string;
+  /** Whether the peer is in `server.trusted_proxies`. */
+  readonly peerTrusted: boolean;
+  /** The client address: the peer, or the left-most untrusted X-Forwarded-For hop behind trusted peers. */
+  readonly clientAddress: string;
+  /** The routing table pinned when the request arrived. */
+  readonly table: RoutingTable;
+  /** Request target as sent, without the query: `/users/%41`. */
+  readonly rawPath: string;
+  /** Query string including the leading `?`, or "". */
+  readonly query: string;
+  /** Decoded canonical path the router matches on; set by the canonical-path middleware. */
+  path: string;
+  /** The same path re-encoded; what the upstream receives. */
+  encodedPath: string;
+  /** Set by route matching. */
+  route?: RouteEntry;
+  /** The authenticated consumer id, set by auth. */
+  consumer?: string;
+  /** The endpoint the proxy chose, for the access log. */
+  upstream?: string;
+  /** Resolves when the response body has been sent (or failed); set by whoever streams it. */
+  bodyDone?: Promise<BodyOutcome>;
+  /** Request body bytes read so far. */
+  bytesIn: number;
+}
+
+/** The end of the chain: produces a response. */
+export type Handler = (ctx: RequestContext) => Promise<Response>;
+/** Calls the rest of the chain. */
+export type Next = () => Promise<Response>;
+/** One link of the chain: may answer itself, or call `next()` and return (or wrap) its response. */
+export type Middleware = (ctx: RequestContext, next: Next) => Promise<Response>;

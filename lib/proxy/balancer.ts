@@ -1,0 +1,60 @@
+import type { Endpoint } from "../routing/table.ts";
+
+/**
+ * Chooses an endpoint per request: the one with the fewest requests in
+ * flight, ties broken round robin. Above `SCAN_LIMIT` endpoints it compares
+ * two candidates only (power of two choices), so the cost stays constant.
+ * In-flight counts are keyed by URL and so survive routing-table swaps.
+ */
+export class Balancer {
+  readonly #inFlight = new Map<string, number>();
+  #cursor = 0;
+
+  /** Picks an endpoint from `endpoints`, avoiding `exclude` when another exists. */
+  pick(endpoints: readonly Endpoint[], exclude?: string): Endpoint | undefined {
+    const n = endpoints.length;
+    if (n === 0) return undefined;
+    if (n === 1) return endpoints[0].url === exclude ? undefined : endpoints[0];
+    const start = this.#cursor++ % n;
+    if (this.#cursor > 1e9) this.#cursor = 0;
+    if (n > SCAN_LIMIT) {
+      const a = endpoints[start];
+      let b = endpoints[(start + 1 + Math.floor(Math.random() * (n - 1))) % n];
+      if (b.url === exclude) b = endpoints[(start + 1) % n];
+      if (a.url === exclude) return b;
+      return this.load(b.url) < this.load(a.url) ? b : a;
+    }
+    let best: Endpoint | undefined;
+    let bestLoad = Infinity;
+    for (let i = 0; i < n; i++) {
+      const candidate = endpoints[(start + i) % n];
+      if (candidate.url === exclude) continue;
+      const load = this.load(candidate.url);
+      if (load < bestLoad) {
+        best = candidate;
+        bestLoad = load;
+      }
+    }
+    return best;
+  }
+
+  /** Marks a request to `url` as started; call the returned function once when it ends. */
+  begin(url: string): () => void {
+    this.#inFlight.set(url, this.load(url) + 1);
+    let ended = false;
+    return () => {
+      if (ended) return;
+      ended = true;
+      const left = this.load(url) - 1;
+      if (left <= 0) this.#inFlight.delete(url);
+      else this.#inFlight.set(url, left);
+    };
+  }
+
+  /** Requests in flight to `url`. */
+  load(url: string): number {
+    return this.#inFlight.get(url) ?? 0;
+  }
+}
+
+const SCAN_LIMIT = 16;

@@ -1,0 +1,190 @@
+import { adminHandler } from "../admin/admin.ts";
+import { Metrics } from "../admin/metrics.ts";
+import type { Config } from "../config/types.ts";
+import type { Logger } from "../log/logger.ts";
+import { requireAuth } from "../middleware/auth.ts";
+import { errorBoundary, errorResponse } from "../middleware/error_boundary.ts";
+import { observe } from "../middleware/observe.ts";
+import { matchRoute } from "../middleware/route.ts";
+import { CidrSet } from "../net/cidr.ts";
+import { clientAddress } from "../net/client_address.ts";
+import { compose } from "../pipeline/compose.ts";
+import { GatewayError } from "../pipeline/errors.ts";
+import type { Handler, Middleware, RequestContext } from "../pipeline/types.ts";
+import { Balancer } from "../proxy/balancer.ts";
+import { requestIdFor } from "../proxy/headers.ts";
+import { proxy } from "../proxy/proxy.ts";
+import { UpstreamClient } from "../proxy/upstream_client.ts";
+import { RoutingState, type RoutingTable, tableFromConfig } from "../routing/table.ts";
+
+/** How to start a gateway; main.ts passes the real config and logger. */
+export interface GatewayOptions {
+  readonly config: Config;
+  readonly logger: Logger;
+  /** Custom middleware, run after auth and rate limiting, just before the proxy. */
+  readonly middleware?: readonly Middleware[];
+  /** Overrides for the listen addresses (tests pass port 0). */
+  readonly listen?: { port?: number; host?: string; adminPort?: number; adminHost?: string };
+  /** One JSON line per request (default true). */
+  readonly accessLog?: boolean;
+}
+
+/** A running gateway. */
+export interface Gateway {
+  readonly proxyAddr: Deno.NetAddr;
+  readonly adminAddr: Deno.NetAddr;
+  readonly routing: RoutingState;
+  readonly metrics: Metrics;
+  /** Stops gracefully: readiness 503, no new connections, in-flight requests get the grace period. */
+  shutdown(): Promise<void>;
+}
+
+/**
+ * Declares the chain, in order. This is the one place that says what runs
+ * before what; a custom middleware goes in `extra`.
+ */
+export function buildChain(
+  parts: { logger: Logger; metrics: Metrics; accessLog: boolean; extra: readonly Middleware[] },
+  terminal: Handler,
+): Handler {
+  return compose([
+    observe(parts),
+    errorBoundary(parts),
+    matchRoute(),
+    requireAuth(),
+    // rate limiting goes here
+    ...parts.extra,
+  ], terminal);
+}
+
+/** Starts the proxy and admin listeners. */
+export async function startGateway(options: GatewayOptions): Promise<Gateway> {
+  const { config, logger } = options;
+  const server = config.server;
+  const metrics = new Metrics();
+  const routing = new RoutingState(tableFromConfig(config));
+  const refreshGauges = (table: RoutingTable) => {
+    metrics.serviceEndpoints.reset();
+    for (const service of table.services.values()) {
+      metrics.serviceEndpoints.set({ service: service.name }, service.ready.length);
+    }
+    metrics.tableVersion.set({}, table.version);
+  };
+  refreshGauges(routing.current);
+  routing.onSwap(refreshGauges);
+
+  const client = new UpstreamClient();
+  const trusted = new CidrSet(server.trustedProxies);
+  const handler = buildChain(
+    { logger, metrics, accessLog: options.accessLog ?? true, extra: options.middleware ?? [] },
+    proxy({
+      client,
+      balancer: new Balancer(),
+      metrics,
+      logger,
+      maxBodyBytes: server.maxBodyBytes,
+      upstreamTimeoutMs: server.upstreamTimeoutMs,
+    }),
+  );
+
+  let draining = false;
+  const proxyServer = Deno.serve({
+    port: options.listen?.port ?? server.port,
+    hostname: options.listen?.host ?? server.host,
+    onListen() {},
+    onError(error) {
+      logger.error("internal_error", { error });
+      return errorResponse(
+        { requestId: crypto.randomUUID() },
+        new GatewayError(500, "internal_error", "The gateway failed to handle this request"),
+      );
+    },
+  }, function serve(request, info) {
+    const ctx = newContext(request, info.remoteAddr, routing.current, trusted);
+    return handler(ctx);
+  });
+
+  const adminServer = Deno.serve({
+    port: options.listen?.adminPort ?? server.adminPort,
+    hostname: options.listen?.adminHost ?? server.adminHost,
+    onListen() {},
+  }, adminHandler({ metrics, routing, isReady: () => true, isDraining: () => draining }));
+
+  logger.info("gateway_started", {
+    proxy: `${proxyServer.addr.hostname}:${proxyServer.addr.port}`,
+    admin: `${adminServer.addr.hostname}:${adminServer.addr.port}`,
+    routes: routing.current.routes.length,
+    config: config.file,
+  });
+
+  let stopping: Promise<void> | undefined;
+  async function shutdown(): Promise<void> {
+    draining = true;
+    logger.info("shutdown_started", { grace_seconds: server.shutdownGraceSeconds });
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const graceOver = new Promise<"timeout">((resolve) => {
+      timer = setTimeout(() => resolve("timeout"), server.shutdownGraceSeconds * 1000);
+    });
+    const result = await Promise.race([
+      proxyServer.shutdown().then(() => "drained" as const),
+      graceOver,
+    ]);
+    clearTimeout(timer);
+    if (result === "timeout") logger.warn("shutdown_grace_expired", {});
+    client.close();
+    await adminServer.shutdown();
+    logger.info("shutdown_complete", { drained: result === "drained" });
+  }
+
+  return {
+    proxyAddr: proxyServer.addr,
+    adminAddr: adminServer.addr,
+    routing,
+    metrics,
+    shutdown: () => stopping ??= shutdown(),
+  };
+}
+
+function newContext(
+  request: Request,
+  peer: Deno.NetAddr,
+  table: RoutingTable,
+  trusted: CidrSet,
+): RequestContext {
+  const url = request.url;
+  // request.url keeps the request target as sent (dot-segments, escapes and
+  // all); the WHATWG URL parser would resolve them before we could refuse them.
+  const authorityStart = url.indexOf("://") + 3;
+  const pathStart = url.indexOf("/", authorityStart);
+  let rawPath = "/";
+  let query = "";
+  if (pathStart !== -1) {
+    const hash = url.indexOf("#", pathStart);
+    const end = hash === -1 ? url.length : hash;
+    const q = url.indexOf("?", pathStart);
+    if (q !== -1 && q < end) {
+      rawPath = url.slice(pathStart, q);
+      query = url.slice(q, end);
+    } else {
+      rawPath = url.slice(pathStart, end);
+    }
+  }
+  const peerAddress = peer.hostname;
+  const peerTrusted = trusted.contains(peerAddress);
+  return {
+    request,
+    startedAt: performance.now(),
+    requestId: requestIdFor(request.headers.get("x-request-id")),
+    peerAddress,
+    peerTrusted,
+    clientAddress: peerTrusted
+      ? clientAddress(peerAddress, trusted, request.headers.get("x-forwarded-for"))
+      : peerAddress,
+    table,
+    rawPath,
+    query,
+    path: rawPath,
+    encodedPath: rawPath,
+    bytesIn: 0,
+  };
+}

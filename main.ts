@@ -1,0 +1,98 @@
+/**
+ * Vanguard's command line: `start` (the default), `validate [PATH]`, `demo`.
+ * The only place that wires real dependencies together.
+ */
+import { formatProblem, loadConfigFile } from "./lib/config/load.ts";
+import type { ConfigProblem } from "./lib/config/types.ts";
+import { runDemo } from "./lib/demo/demo.ts";
+import { jsonLogger, type Logger } from "./lib/log/logger.ts";
+import { startGateway } from "./lib/server/gateway.ts";
+
+const USAGE = `Usage:
+  main.ts [start] [--config PATH]   run the gateway (default config: ./config.yaml)
+  main.ts validate [PATH]           check a config file and exit
+  main.ts demo                      run two sample services behind the gateway`;
+
+async function main(args: string[]): Promise<number> {
+  const command = args[0] && !args[0].startsWith("-") ? args[0] : "start";
+  const rest = command === args[0] ? args.slice(1) : args;
+  if (rest.includes("--help") || rest.includes("-h") || command === "help") {
+    console.log(USAGE);
+    return 0;
+  }
+  switch (command) {
+    case "validate":
+      return await validate(rest[0] ?? "config.yaml");
+    case "start":
+      return await start(rest);
+    case "demo":
+      return await runDemo(jsonLogger());
+    default:
+      console.error(`Unknown command "${command}"\n${USAGE}`);
+      return 2;
+  }
+}
+
+function printProblems(problems: readonly ConfigProblem[], stream: (line: string) => void) {
+  for (const problem of problems) stream(formatProblem(problem));
+}
+
+async function validate(path: string): Promise<number> {
+  const result = await loadConfigFile(path);
+  printProblems(
+    result.warnings.map((w) => ({ ...w, message: `warning: ${w.message}` })),
+    console.error,
+  );
+  if (!result.ok) {
+    printProblems(result.problems, console.log);
+    return 1;
+  }
+  console.log("config OK");
+  return 0;
+}
+
+async function start(args: string[]): Promise<number> {
+  let path = "config.yaml";
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === "--config" && args[i + 1] !== undefined) path = args[++i];
+    else if (args[i].startsWith("--config=")) path = args[i].slice("--config=".length);
+    else {
+      console.error(`Unknown argument "${args[i]}"\n${USAGE}`);
+      return 2;
+    }
+  }
+  const logger = jsonLogger();
+  const result = await loadConfigFile(path);
+  for (const warning of result.warnings) {
+    logger.warn("config_warning", { problem: formatProblem(warning) });
+  }
+  if (!result.ok) {
+    printProblems(result.problems, console.error);
+    logger.error("config_invalid", { file: path, problems: result.problems.length });
+    return 1;
+  }
+  const gateway = await startGateway({ config: result.config, logger });
+  await untilSignal(logger);
+  await gateway.shutdown();
+  return 0;
+}
+
+function untilSignal(logger: Logger): Promise<void> {
+  return new Promise((resolve) => {
+    const signals: Deno.Signal[] = ["SIGTERM", "SIGINT"];
+    const onSignal = (signal: Deno.Signal) => () => {
+      logger.info("signal_received", { signal });
+      for (const s of signals) Deno.removeSignalListener(s, handlers[s]);
+      resolve();
+    };
+    const handlers = Object.fromEntries(signals.map((s) => [s, onSignal(s)])) as Record<
+      Deno.Signal,
+      () => void
+    >;
+    for (const s of signals) Deno.addSignalListener(s, handlers[s]);
+  });
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}

@@ -1,0 +1,233 @@
+/**
+ * Test helpers: real upstream servers, a real gateway on free ports, and a
+ * raw HTTP/1.1 client for what fetch would hide (compression, framing).
+ */
+import http from "node:http";
+import type { Buffer } from "node:buffer";
+import { formatProblem, parseConfig } from "../lib/config/load.ts";
+import type { Config } from "../lib/config/types.ts";
+import { type LogFields, memoryLogger } from "../lib/log/logger.ts";
+import type { Middleware } from "../lib/pipeline/types.ts";
+import { type Gateway, startGateway } from "../lib/server/gateway.ts";
+
+/** A real HTTP server on a free loopback port. */
+export interface TestServer {
+  readonly url: string;
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+/** Starts a Deno.serve upstream on 127.0.0.1 with a free port. */
+export function startUpstream(
+  handler: (
+    request: Request,
+    info: Deno.ServeHandlerInfo<Deno.NetAddr>,
+  ) => Response | Promise<Response>,
+): TestServer {
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
+  return {
+    url: `http://127.0.0.1:${server.addr.port}`,
+    port: server.addr.port,
+    close: () => server.shutdown(),
+  };
+}
+
+/**
+ * A TCP upstream that answers with whatever `respond` writes, for responses
+ * Deno.serve would not send (hop-by-hop headers, a reset mid-body).
+ */
+export function startRawUpstream(
+  respond: (conn: Deno.Conn, head: string) => Promise<void>,
+): TestServer {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const conns = new Set<Deno.Conn>();
+  const tasks = new Set<Promise<void>>();
+  const loop = (async () => {
+    for await (const conn of listener) {
+      conns.add(conn);
+      const task = (async () => {
+        try {
+          const head = await readHead(conn);
+          await respond(conn, head);
+        } catch {
+          // the test decides what a broken connection means
+        } finally {
+          conns.delete(conn);
+          try {
+            conn.close();
+          } catch { /* already closed */ }
+        }
+      })();
+      tasks.add(task);
+      task.finally(() => tasks.delete(task));
+    }
+  })();
+  const port = (listener.addr as Deno.NetAddr).port;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    async close() {
+      listener.close();
+      for (const conn of conns) {
+        try {
+          conn.close();
+        } catch { /* already closed */ }
+      }
+      await loop.catch(() => {});
+      await Promise.all(tasks);
+    },
+  };
+}
+
+async function readHead(conn: Deno.Conn): Promise<string> {
+  const decoder = new TextDecoder();
+  let text = "";
+  const buffer = new Uint8Array(65536);
+  while (!text.includes("\r\n\r\n")) {
+    const n = await conn.read(buffer);
+    if (n === null) break;
+    text += decoder.decode(buffer.subarray(0, n));
+  }
+  return text;
+}
+
+/** Writes a string to a connection in full. */
+export async function writeAll(conn: Deno.Conn, data: string | Uint8Array): Promise<void> {
+  let bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
+  while (bytes.length > 0) bytes = bytes.subarray(await conn.write(bytes));
+}
+
+/** A gateway started for a test, with its log in memory. */
+export interface TestGateway {
+  readonly gateway: Gateway;
+  readonly url: string;
+  readonly adminUrl: string;
+  readonly config: Config;
+  readonly logs: LogFields[];
+  close(): Promise<void>;
+}
+
+/** Parses YAML config text; throws with every problem when it is invalid. */
+export function configFrom(yaml: string): Config {
+  const result = parseConfig(yaml, { displayPath: "test.yaml", absolutePath: "/tmp/test.yaml" });
+  if (!result.ok) throw new Error(result.problems.map(formatProblem).join("\n"));
+  return result.config;
+}
+
+/** Starts a gateway from YAML config text on free loopback ports. */
+export async function startTestGateway(
+  yaml: string,
+  options: { middleware?: Middleware[] } = {},
+): Promise<TestGateway> {
+  const config = configFrom(yaml);
+  const logger = memoryLogger();
+  const gateway = await startGateway({
+    config,
+    logger,
+    middleware: options.middleware,
+    listen: { port: 0, host: "127.0.0.1", adminPort: 0, adminHost: "127.0.0.1" },
+  });
+  return {
+    gateway,
+    url: `http://127.0.0.1:${gateway.proxyAddr.port}`,
+    adminUrl: `http://127.0.0.1:${gateway.adminAddr.port}`,
+    config,
+    logs: logger.records,
+    close: () => gateway.shutdown(),
+  };
+}
+
+/** A response read in full by node:http, which (unlike fetch) never decodes the body. */
+export interface RawResponse {
+  readonly status: number;
+  readonly headers: http.IncomingHttpHeaders;
+  readonly rawHeaders: string[];
+  readonly body: Uint8Array;
+}
+
+/** Sends one request with node:http on a fresh connection; rejects if the body ends early. */
+export function rawRequest(
+  url: string,
+  options: { method?: string; headers?: Record<string, string>; body?: Uint8Array } = {},
+): Promise<RawResponse> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, {
+      method: options.method ?? "GET",
+      headers: options.headers,
+      agent: false,
+    }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (chunk: Buffer) => chunks.push(chunk));
+      res.on("end", () => {
+        if (!res.complete) {
+          reject(new Error("response body ended early"));
+          return;
+        }
+        resolve({
+          status: res.statusCode ?? 0,
+          headers: res.headers,
+          rawHeaders: res.rawHeaders,
+          body: concat(chunks),
+        });
+      });
+      res.on("error", reject);
+      res.on("aborted", () => reject(new Error("response aborted")));
+    });
+    req.on("error", reject);
+    if (options.body) req.write(options.body);
+    req.end();
+  });
+}
+
+/** Joins byte chunks. */
+export function concat(chunks: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.byteLength, 0));
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return out;
+}
+
+/** Hex SHA-256 of bytes. */
+export async function sha256Hex(bytes: Uint8Array): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>);
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** A promise with its resolve function, for latches between client and upstream. */
+export function latch<T = void>(): { promise: Promise<T>; resolve: (value: T) => void } {
+  let resolve!: (value: T) => void;
+  const promise = new Promise<T>((r) => resolve = r);
+  return { promise, resolve };
+}
+
+/** Rejects after `ms` so a broken streaming test fails instead of hanging. */
+export async function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`Timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** A loopback port with nothing listening on it. */
+export function closedPort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
+/** Reads the value of one series from Prometheus text, or undefined. */
+export function metricValue(text: string, series: string): number | undefined {
+  for (const line of text.split("\n")) {
+    if (line.startsWith(series + " ")) return Number(line.slice(series.length + 1));
+  }
+  return undefined;
+}
