@@ -5,8 +5,9 @@
 import { formatProblem, loadConfigFile } from "./lib/config/load.ts";
 import type { ConfigProblem } from "./lib/config/types.ts";
 import { runDemo } from "./lib/demo/demo.ts";
-import { jsonLogger, type Logger } from "./lib/log/logger.ts";
+import { jsonLogger } from "./lib/log/logger.ts";
 import { startGateway } from "./lib/server/gateway.ts";
+import { untilSignal } from "./lib/server/signals.ts";
 
 const USAGE = `Usage:
   main.ts [start] [--config PATH]   run the gateway (default config: ./config.yaml)
@@ -71,26 +72,10 @@ async function start(args: string[]): Promise<number> {
     logger.error("config_invalid", { file: path, problems: result.problems.length });
     return 1;
   }
-  const gateway = await startGateway({ config: result.config, logger });
+  const gateway = startGateway({ config: result.config, logger });
   await untilSignal(logger);
   await gateway.shutdown();
   return 0;
-}
-
-function untilSignal(logger: Logger): Promise<void> {
-  return new Promise((resolve) => {
-    const signals: Deno.Signal[] = ["SIGTERM", "SIGINT"];
-    const onSignal = (signal: Deno.Signal) => () => {
-      logger.info("signal_received", { signal });
-      for (const s of signals) Deno.removeSignalListener(s, handlers[s]);
-      resolve();
-    };
-    const handlers = Object.fromEntries(signals.map((s) => [s, onSignal(s)])) as Record<
-      Deno.Signal,
-      () => void
-    >;
-    for (const s of signals) Deno.addSignalListener(s, handlers[s]);
-  });
 }
 
 if (import.meta.main) {

@@ -115,13 +115,13 @@ export function configFrom(yaml: string): Config {
 }
 
 /** Starts a gateway from YAML config text on free loopback ports. */
-export async function startTestGateway(
+export function startTestGateway(
   yaml: string,
   options: { middleware?: Middleware[] } = {},
-): Promise<TestGateway> {
+): TestGateway {
   const config = configFrom(yaml);
   const logger = memoryLogger();
-  const gateway = await startGateway({
+  const gateway = startGateway({
     config,
     logger,
     middleware: options.middleware,

@@ -1,6 +1,7 @@
 import { formatProblem, parseConfig } from "../config/load.ts";
 import type { Logger } from "../log/logger.ts";
 import { startGateway } from "../server/gateway.ts";
+import { untilSignal } from "../server/signals.ts";
 
 const DEMO_CONFIG = `
 server:
@@ -60,9 +61,9 @@ export async function runDemo(logger: Logger): Promise<number> {
     console.error(`Cannot start the demo services: ${(error as Error).message}`);
     return 1;
   }
-  const gateway = await startGateway({ config: result.config, logger });
+  const gateway = startGateway({ config: result.config, logger });
   console.error(CURLS);
-  await new Promise<void>((resolve) => Deno.addSignalListener("SIGINT", resolve));
+  await untilSignal(logger);
   await gateway.shutdown();
   await Promise.all([users.shutdown(), orders.shutdown()]);
   return 0;

@@ -10,7 +10,10 @@ export class CidrSet {
       const [address, bits] = cidr.includes("/")
         ? ipaddr.parseCIDR(cidr)
         : [ipaddr.parse(cidr), cidr.includes(":") ? 128 : 32];
-      return [normalize(address), bits];
+      // A mapped range (::ffff:10.0.0.0/104) becomes its IPv4 range (10.0.0.0/8).
+      const mapped = address.kind() === "ipv6" &&
+        (address as ipaddr.IPv6).isIPv4MappedAddress() && bits >= 96;
+      return mapped ? [normalize(address), bits - 96] : [address, bits];
     });
   }
 

@@ -34,6 +34,11 @@ export interface RequestContext {
   route?: RouteEntry;
   /** The authenticated consumer id, set by auth. */
   consumer?: string;
+  /**
+   * Header changes for the upstream request, applied after the proxy's own
+   * (request headers themselves are immutable): a value sets, null removes.
+   */
+  upstreamHeaders?: Record<string, string | null>;
   /** The endpoint the proxy chose, for the access log. */
   upstream?: string;
   /** Resolves when the response body has been sent (or failed); set by whoever streams it. */

@@ -19,9 +19,10 @@ export class Balancer {
     if (this.#cursor > 1e9) this.#cursor = 0;
     if (n > SCAN_LIMIT) {
       const a = endpoints[start];
-      let b = endpoints[(start + 1 + Math.floor(Math.random() * (n - 1))) % n];
-      if (b.url === exclude) b = endpoints[(start + 1) % n];
+      const b = endpoints[(start + 1 + Math.floor(Math.random() * (n - 1))) % n];
+      // a and b are distinct, so at most one of them is excluded; the other is the pick.
       if (a.url === exclude) return b;
+      if (b.url === exclude) return a;
       return this.load(b.url) < this.load(a.url) ? b : a;
     }
     let best: Endpoint | undefined;

@@ -161,6 +161,12 @@ function upstreamHeaders(ctx: RequestContext): Record<string, string> {
   else delete out["x-forwarded-host"];
   out["x-request-id"] = ctx.requestId;
   if (ctx.consumer !== undefined) out["x-vanguard-consumer"] = ctx.consumer;
+  if (ctx.upstreamHeaders !== undefined) {
+    for (const [name, value] of Object.entries(ctx.upstreamHeaders)) {
+      if (value === null) delete out[name.toLowerCase()];
+      else out[name.toLowerCase()] = value;
+    }
+  }
   return out;
 }
 

@@ -22,8 +22,13 @@ export interface PathRejection {
 // A path made only of pchar and "/" (RFC 3986 3.3), without "%": nothing to
 // decode or encode, so the fast path returns it as it is once the dot and
 // empty segments are ruled out.
-const PLAIN_PATH = /^[A-Za-z0-9\-._~!$&'()*+,;=:@/]*$/;
+const PLAIN_PATH = /^[A-Za-z0-9\-._~!$&'()*+,=:@/]*$/;
+// Control characters are exactly what this must find.
+// deno-lint-ignore no-control-regex
 const UNSAFE_DECODED = /[\x00-\x1f\x7f/\\]/;
+// Servlet containers cut a segment at ";" (path parameters) and others do not,
+// so "/admin;x/y" is a different path to each: refuse it rather than guess.
+const PATH_PARAMETER = ";";
 
 /** Decodes and normalizes a raw request path (without the query), or says why not. */
 export function canonicalizePath(raw: string): CanonicalPath | PathRejection {
@@ -54,6 +59,9 @@ export function canonicalizePath(raw: string): CanonicalPath | PathRejection {
           "Request path must not contain an encoded slash or backslash, or control characters",
       };
     }
+    if (segment.includes(PATH_PARAMETER)) {
+      return { rejected: "Request path must not contain ';' (path parameters are ambiguous)" };
+    }
     if (segment === "." || segment === "..") {
       return { rejected: "Request path must not contain dot-segments" };
     }
@@ -80,7 +88,7 @@ function hasDotSegment(path: string): boolean {
   return false;
 }
 
-const KEEP_SUBDELIMS = /%(?:24|26|2B|2C|3B|3D|3A|40)/g;
+const KEEP_SUBDELIMS = /%(?:24|26|2B|2C|3D|3A|40)/g;
 
 /** Percent-encodes one decoded segment, keeping the pchar characters readable. */
 export function encodeSegment(segment: string): string {

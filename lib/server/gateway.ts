@@ -58,7 +58,7 @@ export function buildChain(
 }
 
 /** Starts the proxy and admin listeners. */
-export async function startGateway(options: GatewayOptions): Promise<Gateway> {
+export function startGateway(options: GatewayOptions): Gateway {
   const { config, logger } = options;
   const server = config.server;
   const metrics = new Metrics();

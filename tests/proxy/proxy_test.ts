@@ -2,7 +2,6 @@ import assert from "node:assert/strict";
 import { gzipSync } from "node:zlib";
 import {
   closedPort,
-  concat,
   latch,
   rawRequest,
   sha256Hex,

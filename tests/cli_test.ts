@@ -1,0 +1,172 @@
+/**
+ * The commands of contract section 1, run as a user runs them: `deno task`
+ * with the permission flags from deno.json, in a child process.
+ */
+import assert from "node:assert/strict";
+import { closedPort, startUpstream, within } from "./helpers.ts";
+
+const ROOT = new URL("..", import.meta.url).pathname;
+
+async function task(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const output = await new Deno.Command("deno", {
+    args: ["task", "-q", ...args],
+    cwd: ROOT,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const decoder = new TextDecoder();
+  return {
+    code: output.code,
+    stdout: decoder.decode(output.stdout),
+    stderr: decoder.decode(output.stderr),
+  };
+}
+
+/** A long-running task whose stdout lines can be awaited. */
+function spawnTask(...args: string[]) {
+  const child = new Deno.Command("deno", {
+    args: ["task", "-q", ...args],
+    cwd: ROOT,
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const lines: string[] = [];
+  let wake = () => {};
+  const decoder = new TextDecoderStream();
+  const pump = (async () => {
+    let buffered = "";
+    for await (const chunk of child.stdout.pipeThrough(decoder)) {
+      buffered += chunk;
+      const parts = buffered.split("\n");
+      buffered = parts.pop()!;
+      lines.push(...parts);
+      wake();
+    }
+  })();
+  const stderr = new Response(child.stderr).text();
+  return {
+    child,
+    lines,
+    stderr,
+    async waitFor(pattern: RegExp): Promise<string> {
+      for (;;) {
+        const found = lines.find((line) => pattern.test(line));
+        if (found) return found;
+        await new Promise<void>((resolve) => wake = resolve);
+      }
+    },
+    async finish(): Promise<Deno.CommandStatus> {
+      const status = await child.status;
+      await pump;
+      await stderr;
+      return status;
+    },
+  };
+}
+
+async function writeTempConfig(name: string, text: string): Promise<string> {
+  await Deno.mkdir(`${ROOT}tests/.tmp`, { recursive: true });
+  const path = `tests/.tmp/${name}`;
+  await Deno.writeTextFile(`${ROOT}${path}`, text);
+  return path;
+}
+
+Deno.test("deno task validate accepts the repository's config.yaml", async () => {
+  const result = await task("validate");
+  assert.equal(result.code, 0, result.stdout + result.stderr);
+  assert.match(result.stdout, /^config OK$/m);
+});
+
+Deno.test("deno task validate prints every problem as PATH:LINE:COLUMN: field: message and exits 1", async () => {
+  const result = await task("validate", "tests/fixtures/broken.yaml");
+  assert.equal(result.code, 1);
+  const lines = result.stdout.trim().split("\n");
+  assert.deepEqual(lines, [
+    'tests/fixtures/broken.yaml:2:9: server.port: must be an integer, got string "8000"',
+    'tests/fixtures/broken.yaml:3:3: server.prot: unknown key "prot" (expected one of: port, host, admin_port, admin_host, trusted_proxies, max_body_bytes, upstream_timeout_ms, shutdown_grace_seconds)',
+    'tests/fixtures/broken.yaml:6:18: routes[0].path_prefix: must start with "/", got "users"',
+    "tests/fixtures/broken.yaml:8:5: routes[1].path_prefix: is required",
+    "tests/fixtures/broken.yaml:11:28: routes[1].rate_limit.requests_per_period: must be at least 1, got 0",
+  ]);
+});
+
+Deno.test("deno task validate on a missing file says so and exits 1", async () => {
+  const result = await task("validate", "tests/fixtures/does-not-exist.yaml");
+  assert.equal(result.code, 1);
+  assert.match(result.stdout, /^tests\/fixtures\/does-not-exist\.yaml:1:1: /m);
+});
+
+Deno.test("deno task start refuses an invalid config with exit code 1 and starts nothing", async () => {
+  const result = await task("start", "--config", "tests/fixtures/broken.yaml");
+  assert.equal(result.code, 1);
+  assert.match(result.stderr, /broken\.yaml:3:3: server\.prot: unknown key "prot"/);
+  assert.doesNotMatch(result.stdout, /gateway_started/);
+});
+
+Deno.test("deno task start serves with a config from --config and exits 0 on SIGTERM", async () => {
+  const upstream = startUpstream(() => new Response("through the gateway"));
+  const port = closedPort();
+  const adminPort = closedPort();
+  const path = await writeTempConfig(
+    "start.yaml",
+    `server:
+  host: 127.0.0.1
+  port: ${port}
+  admin_host: 127.0.0.1
+  admin_port: ${adminPort}
+  shutdown_grace_seconds: 2
+services:
+  app:
+    urls: [${upstream.url}]
+routes:
+  - id: app
+    path_prefix: /app
+    service_name: app
+`,
+  );
+  const run = spawnTask("start", "--config", path);
+  try {
+    await within(20000, "gateway_started", run.waitFor(/"event":"gateway_started"/));
+    const response = await fetch(`http://127.0.0.1:${port}/app/x`);
+    assert.equal(await response.text(), "through the gateway");
+    const ready = await fetch(`http://127.0.0.1:${adminPort}/readyz`);
+    assert.equal(ready.status, 200);
+    await ready.body?.cancel();
+    await within(5000, "the access log line", run.waitFor(/"event":"request"/));
+    run.child.kill("SIGTERM");
+    const status = await within(10000, "the gateway to exit", run.finish());
+    assert.equal(status.code, 0);
+    assert.ok(run.lines.some((line) => line.includes('"event":"shutdown_complete"')));
+  } finally {
+    try {
+      run.child.kill("SIGKILL");
+    } catch { /* already exited */ }
+    await run.finish();
+    await upstream.close();
+  }
+});
+
+Deno.test("deno task demo routes to its two sample services and stops on Ctrl-C", async () => {
+  const run = spawnTask("demo");
+  try {
+    await within(20000, "gateway_started", run.waitFor(/"event":"gateway_started"/));
+    const users = await (await fetch("http://127.0.0.1:8000/users/42")).json();
+    assert.equal(users.service, "user-service");
+    assert.equal(users.path, "/users/42");
+    const orders = await (await fetch("http://127.0.0.1:8000/api/orders/7?expand=items")).json();
+    assert.equal(orders.service, "order-service");
+    assert.equal(orders.path, "/7");
+    const admin = await fetch("http://127.0.0.1:8000/admin");
+    await admin.body?.cancel();
+    assert.equal(admin.status, 401);
+    run.child.kill("SIGINT");
+    const status = await within(10000, "the demo to exit", run.finish());
+    assert.equal(status.code, 0);
+    assert.match(await run.stderr, /curl -i http:\/\/127\.0\.0\.1:8000\/users\/42/);
+  } finally {
+    try {
+      run.child.kill("SIGKILL");
+    } catch { /* already exited */ }
+    await run.finish();
+  }
+});
