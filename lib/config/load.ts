@@ -500,6 +500,9 @@ function sortByPosition(entries: ConfigProblem[]): ConfigProblem[] {
 function readFailure(error: unknown): string {
   if (error instanceof Deno.errors.NotFound) return "no such file";
   if (error instanceof Deno.errors.IsADirectory) return "it is a directory";
+  if (error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied) {
+    return "permission denied (deno task start may read only files inside the project directory)";
+  }
   return error instanceof Error ? error.message : String(error);
 }
 

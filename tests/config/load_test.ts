@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { join, relative } from "node:path";
+import { join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { formatProblem, loadConfigFile, parseConfig } from "../../lib/config/load.ts";
 import type { Config, ConfigWarning } from "../../lib/config/types.ts";
@@ -396,15 +396,16 @@ Deno.test("parseConfig() treats an emptied optional section as absent", () => {
 });
 
 Deno.test("loadConfigFile() reports a missing file as a problem instead of throwing", async () => {
-  const result = await loadConfigFile("/nonexistent/vanguard/config.yaml");
+  const result = await loadConfigFile("tests/fixtures/nonexistent/config.yaml");
   assert.equal(result.ok, false);
   assert.deepEqual(result.ok ? [] : result.problems.map(formatProblem), [
-    "/nonexistent/vanguard/config.yaml:1:1: cannot read the config file: no such file",
+    "tests/fixtures/nonexistent/config.yaml:1:1: cannot read the config file: no such file",
   ]);
 });
 
 Deno.test("loadConfigFile() accepts a path relative to the working directory", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "vanguard_config_" });
+  await Deno.mkdir("tests/.tmp", { recursive: true });
+  const dir = await Deno.makeTempDir({ dir: resolve("tests/.tmp"), prefix: "vanguard_config_" });
   try {
     const file = join(dir, "gw.yaml");
     await Deno.writeTextFile(file, yaml("routes:", "  - path_prefix: /a", "    service_name: [x]"));
