@@ -110,6 +110,13 @@ export function startGateway(options: GatewayOptions): Gateway {
     onListen() {},
   }, adminHandler({ metrics, routing, isReady: () => true, isDraining: () => draining }));
 
+  const limited = config.routes.filter((route) => route.rateLimit).map((route) => route.id);
+  if (limited.length > 0) {
+    logger.warn("rate_limit_not_enforced", {
+      routes: limited,
+      message: "Rate limiting is not implemented yet: these limits are validated but not applied",
+    });
+  }
   logger.info("gateway_started", {
     proxy: `${proxyServer.addr.hostname}:${proxyServer.addr.port}`,
     admin: `${adminServer.addr.hostname}:${adminServer.addr.port}`,
