@@ -137,6 +137,34 @@ export function startTestGateway(
   };
 }
 
+/**
+ * Runs `body` against a gateway started from `yaml`, then stops the gateway
+ * and the given upstreams whatever happens.
+ */
+export async function withGateway(
+  upstreams: TestServer | TestServer[],
+  yaml: string,
+  body: (gw: TestGateway) => Promise<void>,
+  options: { middleware?: Middleware[] } = {},
+): Promise<void> {
+  const gw = startTestGateway(yaml, options);
+  try {
+    await body(gw);
+  } finally {
+    await gw.close();
+    for (const upstream of [upstreams].flat()) await upstream.close();
+  }
+}
+
+/** Config text with one route `/` (id `app`) to one static service `app`. */
+export function singleRoute(upstream: TestServer, server = ""): string {
+  return `${server ? `server:\n${server}\n` : ""}services:
+  app: { urls: [${upstream.url}] }
+routes:
+  - { id: app, path_prefix: /, service_name: app }
+`;
+}
+
 /** A response read in full by node:http, which (unlike fetch) never decodes the body. */
 export interface RawResponse {
   readonly status: number;

@@ -39,10 +39,12 @@ abstract class Metric<T> {
   abstract render(): string;
 }
 
-/** A monotonically increasing count. */
-export class Counter extends Metric<number> {
-  /** Adds `by` (default 1) to the series with these labels. */
-  inc(labels: Labels = {}, by = 1): void {
+/** A metric whose series each hold one number. */
+abstract class NumberMetric extends Metric<number> {
+  protected abstract readonly type: "counter" | "gauge";
+
+  /** Adds `by` to the series with these labels. */
+  protected addTo(labels: Labels, by: number): void {
     this.entry(labels, () => 0).value += by;
   }
 
@@ -52,7 +54,7 @@ export class Counter extends Metric<number> {
   }
 
   render(): string {
-    let out = header(this, "counter");
+    let out = header(this, this.type);
     if (this.series.size === 0 && this.labelNames.length === 0) return out + `${this.name} 0\n`;
     for (const { labels, value } of this.series.values()) {
       out += `${this.name}${formatLabels(labels)} ${value}\n`;
@@ -61,8 +63,20 @@ export class Counter extends Metric<number> {
   }
 }
 
+/** A monotonically increasing count. */
+export class Counter extends NumberMetric {
+  protected readonly type = "counter";
+
+  /** Adds `by` (default 1) to the series with these labels. */
+  inc(labels: Labels = {}, by = 1): void {
+    this.addTo(labels, by);
+  }
+}
+
 /** A value that goes up and down. */
-export class Gauge extends Metric<number> {
+export class Gauge extends NumberMetric {
+  protected readonly type = "gauge";
+
   /** Sets the series with these labels. */
   set(labels: Labels, value: number): void {
     this.entry(labels, () => 0).value = value;
@@ -70,26 +84,12 @@ export class Gauge extends Metric<number> {
 
   /** Adds `by` (may be negative) to the series with these labels. */
   add(labels: Labels, by: number): void {
-    this.entry(labels, () => 0).value += by;
-  }
-
-  /** The current value for these labels (0 if never set). */
-  get(labels: Labels = {}): number {
-    return this.entry(labels, () => 0).value;
+    this.addTo(labels, by);
   }
 
   /** Removes every series (before re-setting from a new snapshot). */
   reset(): void {
     this.series.clear();
-  }
-
-  render(): string {
-    let out = header(this, "gauge");
-    if (this.series.size === 0 && this.labelNames.length === 0) return out + `${this.name} 0\n`;
-    for (const { labels, value } of this.series.values()) {
-      out += `${this.name}${formatLabels(labels)} ${value}\n`;
-    }
-    return out;
   }
 }
 

@@ -5,11 +5,12 @@ import {
   latch,
   rawRequest,
   sha256Hex,
+  singleRoute,
   startRawUpstream,
   startTestGateway,
   startUpstream,
-  type TestGateway,
   type TestServer,
+  withGateway,
   within,
   writeAll,
 } from "../helpers.ts";
@@ -29,35 +30,9 @@ function echoUpstream(): TestServer {
   });
 }
 
-function routeTo(upstream: TestServer, extra = ""): string {
-  return `
-services:
-  echo:
-    urls: [${upstream.url}]
-routes:
-  - id: echo
-    path_prefix: /
-    service_name: echo
-${extra}`;
-}
-
-async function withGateway(
-  upstream: TestServer,
-  yaml: string,
-  body: (gw: TestGateway) => Promise<void>,
-): Promise<void> {
-  const gw = await startTestGateway(yaml);
-  try {
-    await body(gw);
-  } finally {
-    await gw.close();
-    await upstream.close();
-  }
-}
-
 Deno.test("the upstream receives method, path, query and body unchanged", async () => {
   const upstream = echoUpstream();
-  await withGateway(upstream, routeTo(upstream), async (gw) => {
+  await withGateway(upstream, singleRoute(upstream), async (gw) => {
     const response = await fetch(`${gw.url}/a/b%20c?x=1&y=%2F#frag`, {
       method: "PATCH",
       body: "hello",
@@ -72,7 +47,7 @@ Deno.test("the upstream receives method, path, query and body unchanged", async 
 
 Deno.test("a 5 MB upload arrives with the same SHA-256", async () => {
   const upstream = echoUpstream();
-  await withGateway(upstream, routeTo(upstream), async (gw) => {
+  await withGateway(upstream, singleRoute(upstream), async (gw) => {
     const payload = new Uint8Array(5 * 1024 * 1024);
     for (let i = 0; i < payload.length; i += 65536) {
       crypto.getRandomValues(payload.subarray(i, i + 65536));
@@ -97,7 +72,7 @@ Deno.test("the response streams: the client gets the first chunk before the upst
     });
     return new Response(body);
   });
-  await withGateway(upstream, routeTo(upstream), async (gw) => {
+  await withGateway(upstream, singleRoute(upstream), async (gw) => {
     const response = await fetch(`${gw.url}/stream`);
     const reader = response.body!.getReader();
     const first = await within(5000, "the first chunk", reader.read());
@@ -127,7 +102,7 @@ Deno.test("the request streams: the upstream gets the first chunk before the cli
     }
     return new Response(text);
   });
-  await withGateway(upstream, routeTo(upstream), async (gw) => {
+  await withGateway(upstream, singleRoute(upstream), async (gw) => {
     let sent = 0;
     const body = new ReadableStream<Uint8Array>({
       async pull(controller) {
@@ -158,7 +133,7 @@ Deno.test("a gzip body passes through byte for byte, with and without the client
       headers: { "content-encoding": "gzip", "content-type": "text/plain" },
     })
   );
-  await withGateway(upstream, routeTo(upstream), async (gw) => {
+  await withGateway(upstream, singleRoute(upstream), async (gw) => {
     for (const headers of [{ "accept-encoding": "gzip, br" }, {}] as Record<string, string>[]) {
       const response = await rawRequest(`${gw.url}/file.txt`, { headers });
       assert.equal(response.status, 200);
@@ -176,7 +151,7 @@ Deno.test("an uncompressed body is not compressed by the gateway", async () => {
   const upstream = startUpstream(() =>
     new Response(text, { headers: { "content-type": "text/plain" } })
   );
-  await withGateway(upstream, routeTo(upstream), async (gw) => {
+  await withGateway(upstream, singleRoute(upstream), async (gw) => {
     const response = await rawRequest(`${gw.url}/plain`, {
       headers: { "accept-encoding": "gzip" },
     });
@@ -187,7 +162,7 @@ Deno.test("an uncompressed body is not compressed by the gateway", async () => {
 
 Deno.test("hop-by-hop and Connection-named request headers never reach the upstream", async () => {
   const upstream = echoUpstream();
-  await withGateway(upstream, routeTo(upstream), async (gw) => {
+  await withGateway(upstream, singleRoute(upstream), async (gw) => {
     const response = await rawRequest(`${gw.url}/h`, {
       headers: {
         "connection": "keep-alive, X-Hop-Secret",
@@ -232,7 +207,7 @@ Deno.test("hop-by-hop and Connection-named response headers never reach the clie
         "\r\nok",
     );
   });
-  await withGateway(upstream, routeTo(upstream), async (gw) => {
+  await withGateway(upstream, singleRoute(upstream), async (gw) => {
     const response = await rawRequest(`${gw.url}/h`);
     assert.equal(response.status, 200);
     assert.equal(response.headers["x-internal-hop"], undefined);
@@ -246,7 +221,7 @@ Deno.test("hop-by-hop and Connection-named response headers never reach the clie
 
 Deno.test("X-Forwarded-For from an untrusted client is replaced, not appended to", async () => {
   const upstream = echoUpstream();
-  await withGateway(upstream, routeTo(upstream), async (gw) => {
+  await withGateway(upstream, singleRoute(upstream), async (gw) => {
     const response = await fetch(`${gw.url}/x`, {
       headers: {
         "x-forwarded-for": "203.0.113.9",
@@ -268,10 +243,7 @@ Deno.test("X-Forwarded-For from an untrusted client is replaced, not appended to
 
 Deno.test("X-Forwarded-For from a trusted proxy is kept and the peer appended", async () => {
   const upstream = echoUpstream();
-  const yaml = `
-server:
-  trusted_proxies: [127.0.0.0/8]
-${routeTo(upstream)}`;
+  const yaml = singleRoute(upstream, "  trusted_proxies: [127.0.0.0/8]");
   await withGateway(upstream, yaml, async (gw) => {
     const response = await fetch(`${gw.url}/x`, {
       headers: { "x-forwarded-for": "203.0.113.9, 10.0.0.1", "x-forwarded-proto": "https" },
@@ -284,7 +256,7 @@ ${routeTo(upstream)}`;
 
 Deno.test("X-Request-Id: a sane client value is kept, anything else replaced, and returned to the client", async (t) => {
   const upstream = echoUpstream();
-  await withGateway(upstream, routeTo(upstream), async (gw) => {
+  await withGateway(upstream, singleRoute(upstream), async (gw) => {
     await t.step("sane value kept", async () => {
       const response = await fetch(`${gw.url}/x`, { headers: { "x-request-id": "abc-123_x.y" } });
       assert.equal((await response.json()).headers["x-request-id"], "abc-123_x.y");
@@ -344,7 +316,7 @@ Deno.test("an upstream that resets mid-body aborts the client response instead o
     }
     // returning closes the socket with the body unfinished
   });
-  await withGateway(upstream, routeTo(upstream), async (gw) => {
+  await withGateway(upstream, singleRoute(upstream), async (gw) => {
     for (const path of ["/length", "/chunked"]) {
       await t.step(path, async () => {
         await assert.rejects(rawRequest(`${gw.url}${path}`));
@@ -377,7 +349,7 @@ Deno.test("a client that goes away cancels the upstream request", async (t) => {
     });
     return new Response(body);
   });
-  await withGateway(upstream, routeTo(upstream), async (gw) => {
+  await withGateway(upstream, singleRoute(upstream), async (gw) => {
     await t.step("while waiting for response headers", async () => {
       const controller = new AbortController();
       const pending = fetch(`${gw.url}/slow-headers`, { signal: controller.signal });
@@ -403,7 +375,7 @@ Deno.test("a HEAD request and a 204 pass through without a body", async () => {
       ? new Response(null, { status: 204, headers: { "x-kind": "none" } })
       : new Response("twelve bytes", { headers: { "x-kind": "head" } })
   );
-  await withGateway(upstream, routeTo(upstream), async (gw) => {
+  await withGateway(upstream, singleRoute(upstream), async (gw) => {
     const head = await rawRequest(`${gw.url}/file`, { method: "HEAD" });
     assert.equal(head.status, 200);
     assert.equal(head.headers["x-kind"], "head");
@@ -421,7 +393,7 @@ Deno.test("upstream status codes and headers reach the client unchanged", async 
       headers: { "x-upstream": "yes", "cache-control": "max-age=5" },
     })
   );
-  await withGateway(upstream, routeTo(upstream), async (gw) => {
+  await withGateway(upstream, singleRoute(upstream), async (gw) => {
     const response = await fetch(`${gw.url}/tea`);
     assert.equal(response.status, 418);
     assert.equal(response.headers.get("x-upstream"), "yes");
@@ -432,7 +404,7 @@ Deno.test("upstream status codes and headers reach the client unchanged", async 
 
 Deno.test("many concurrent requests all get their own responses", async () => {
   const upstream = startUpstream((request) => new Response(new URL(request.url).pathname));
-  await withGateway(upstream, routeTo(upstream), async (gw) => {
+  await withGateway(upstream, singleRoute(upstream), async (gw) => {
     const results = await Promise.all(
       Array.from({ length: 200 }, (_, i) => fetch(`${gw.url}/n/${i}`).then((r) => r.text())),
     );

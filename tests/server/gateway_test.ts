@@ -5,9 +5,11 @@ import {
   closedPort,
   latch,
   metricValue,
+  singleRoute,
   startTestGateway,
   startUpstream,
   type TestServer,
+  withGateway,
   within,
 } from "../helpers.ts";
 
@@ -245,22 +247,13 @@ routes:
 
 Deno.test("an oversized request head is refused and the gateway keeps serving", async () => {
   const upstream = recordingUpstream();
-  const gw = startTestGateway(`
-services:
-  app: { urls: [${upstream.url}] }
-routes:
-  - { id: app, path_prefix: /, service_name: app }
-`);
-  try {
+  await withGateway(upstream, singleRoute(upstream), async (gw) => {
     const huge = await fetch(`${gw.url}/x`, { headers: { "x-big": "a".repeat(200_000) } });
     await huge.body?.cancel();
     assert.ok(huge.status >= 400 && huge.status < 500, `status ${huge.status}`);
     assert.equal(upstream.paths.length, 0);
     assert.equal((await fetch(`${gw.url}/x`)).status, 200);
-  } finally {
-    await gw.close();
-    await upstream.close();
-  }
+  });
 });
 
 Deno.test("an unexpected error becomes a generic 500 with no stack, logged with the stack", async () => {
@@ -268,16 +261,7 @@ Deno.test("an unexpected error becomes a generic 500 with no stack, logged with 
   const broken: Middleware = function broken() {
     throw new TypeError("secret internals");
   };
-  const gw = startTestGateway(
-    `
-services:
-  app: { urls: [${upstream.url}] }
-routes:
-  - { id: app, path_prefix: /, service_name: app }
-`,
-    { middleware: [broken] },
-  );
-  try {
+  await withGateway(upstream, singleRoute(upstream), async (gw) => {
     const response = await fetch(`${gw.url}/x`);
     assert.equal(response.status, 500);
     const body = await errorBody(response);
@@ -286,10 +270,7 @@ routes:
     const logged = gw.logs.find((record) => record.event === "internal_error");
     assert.match(JSON.stringify(logged), /secret internals/);
     assert.equal(upstream.paths.length, 0);
-  } finally {
-    await gw.close();
-    await upstream.close();
-  }
+  }, { middleware: [broken] });
 });
 
 Deno.test("a custom middleware joins the chain without touching the others", async () => {
@@ -305,26 +286,14 @@ Deno.test("a custom middleware joins the chain without touching the others", asy
     response.headers.set("x-custom", "yes");
     return response;
   };
-  const gw = startTestGateway(
-    `
-services:
-  app: { urls: [${upstream.url}] }
-routes:
-  - { id: app, path_prefix: /, service_name: app }
-`,
-    { middleware: [tenant] },
-  );
-  try {
+  await withGateway(upstream, singleRoute(upstream), async (gw) => {
     const ok = await fetch(`${gw.url}/x`);
     assert.equal(await ok.text(), "route:app");
     assert.equal(ok.headers.get("x-custom"), "yes");
     const blocked = await fetch(`${gw.url}/x`, { headers: { "x-block": "1" } });
     assert.equal(blocked.status, 403);
     assert.equal((await errorBody(blocked)).error, "forbidden");
-  } finally {
-    await gw.close();
-    await upstream.close();
-  }
+  }, { middleware: [tenant] });
 });
 
 Deno.test("admin endpoints report health, readiness, routes and metrics", async (t) => {
@@ -386,13 +355,7 @@ routes:
 
 Deno.test("the access log has one JSON line per request, without the query string", async () => {
   const upstream = recordingUpstream();
-  const gw = startTestGateway(`
-services:
-  app: { urls: [${upstream.url}] }
-routes:
-  - { id: app, path_prefix: /, service_name: app }
-`);
-  try {
+  await withGateway(upstream, singleRoute(upstream), async (gw) => {
     const response = await fetch(`${gw.url}/p/q?api_key=hunter2`, {
       headers: { "x-request-id": "log-1", authorization: "Bearer hunter3" },
     });
@@ -410,10 +373,7 @@ routes:
     assert.equal(line.bytes_out, 8);
     assert.equal(typeof line.duration_ms, "number");
     assert.doesNotMatch(JSON.stringify(gw.logs), /hunter2|hunter3/);
-  } finally {
-    await gw.close();
-    await upstream.close();
-  }
+  });
 });
 
 Deno.test("graceful shutdown: readiness turns 503 and an in-flight request finishes", async () => {
