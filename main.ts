@@ -2,6 +2,7 @@
  * Vanguard's command line: `start` (the default), `validate [PATH]`, `demo`.
  * The only place that wires real dependencies together.
  */
+import { newApiKey, sha256Hex } from "./lib/auth/api_keys.ts";
 import { formatProblem, loadConfigFile } from "./lib/config/load.ts";
 import type { ConfigProblem } from "./lib/config/types.ts";
 import { runDemo } from "./lib/demo/demo.ts";
@@ -12,7 +13,8 @@ import { untilSignal } from "./lib/server/signals.ts";
 const USAGE = `Usage:
   main.ts [start] [--config PATH]   run the gateway (default config: ./config.yaml)
   main.ts validate [PATH]           check a config file and exit
-  main.ts demo                      run two sample services behind the gateway`;
+  main.ts demo                      run two sample services behind the gateway
+  main.ts apikey ID                 print a new API key and its config entry`;
 
 async function main(args: string[]): Promise<number> {
   const command = args[0] && !args[0].startsWith("-") ? args[0] : "start";
@@ -28,6 +30,8 @@ async function main(args: string[]): Promise<number> {
       return await start(rest);
     case "demo":
       return await runDemo(jsonLogger());
+    case "apikey":
+      return apikey(rest[0]);
     default:
       console.error(`Unknown command "${command}"\n${USAGE}`);
       return 2;
@@ -36,6 +40,23 @@ async function main(args: string[]): Promise<number> {
 
 function printProblems(problems: readonly ConfigProblem[], stream: (line: string) => void) {
   for (const problem of problems) stream(formatProblem(problem));
+}
+
+function apikey(id: string | undefined): number {
+  if (id === undefined || !/^[A-Za-z0-9._-]{1,64}$/.test(id)) {
+    console.error("Usage: deno task apikey ID   (ID: 1 to 64 of A-Z a-z 0-9 . _ -)");
+    return 2;
+  }
+  const key = newApiKey();
+  console.log(`API key for "${id}" (give it to the client; it is not stored anywhere):
+
+  ${key}
+
+Add this to auth.api_key.keys in config.yaml:
+
+      - id: ${id}
+        sha256: "${sha256Hex(key)}"`);
+  return 0;
 }
 
 async function validate(path: string): Promise<number> {
@@ -72,7 +93,7 @@ async function start(args: string[]): Promise<number> {
     logger.error("config_invalid", { file: path, problems: result.problems.length });
     return 1;
   }
-  const gateway = startGateway({ config: result.config, logger });
+  const gateway = await startGateway({ config: result.config, logger });
   await untilSignal(logger);
   await gateway.shutdown();
   return 0;

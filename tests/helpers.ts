@@ -7,8 +7,7 @@ import type { Buffer } from "node:buffer";
 import { formatProblem, parseConfig } from "../lib/config/load.ts";
 import type { Config } from "../lib/config/types.ts";
 import { type LogFields, memoryLogger } from "../lib/log/logger.ts";
-import type { Middleware } from "../lib/pipeline/types.ts";
-import { type Gateway, startGateway } from "../lib/server/gateway.ts";
+import { type Gateway, type GatewayOptions, startGateway } from "../lib/server/gateway.ts";
 
 /** A real HTTP server on a free loopback port. */
 export interface TestServer {
@@ -115,16 +114,16 @@ export function configFrom(yaml: string): Config {
 }
 
 /** Starts a gateway from YAML config text on free loopback ports. */
-export function startTestGateway(
+export async function startTestGateway(
   yaml: string,
-  options: { middleware?: Middleware[] } = {},
-): TestGateway {
+  options: Omit<GatewayOptions, "config" | "logger" | "listen"> = {},
+): Promise<TestGateway> {
   const config = configFrom(yaml);
   const logger = memoryLogger();
-  const gateway = startGateway({
+  const gateway = await startGateway({
+    ...options,
     config,
     logger,
-    middleware: options.middleware,
     listen: { port: 0, host: "127.0.0.1", adminPort: 0, adminHost: "127.0.0.1" },
   });
   return {
@@ -145,9 +144,9 @@ export async function withGateway(
   upstreams: TestServer | TestServer[],
   yaml: string,
   body: (gw: TestGateway) => Promise<void>,
-  options: { middleware?: Middleware[] } = {},
+  options: Omit<GatewayOptions, "config" | "logger" | "listen"> = {},
 ): Promise<void> {
-  const gw = startTestGateway(yaml, options);
+  const gw = await startTestGateway(yaml, options);
   try {
     await body(gw);
   } finally {

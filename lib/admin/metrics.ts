@@ -180,6 +180,11 @@ export class Metrics {
     "Requests answered 429, by route id.",
     ["route"],
   );
+  readonly authRejected = new Counter(
+    "vanguard_auth_rejected_total",
+    "Requests refused by authentication, by route id and reason (missing, invalid, expired, malformed, unavailable).",
+    ["route", "reason"],
+  );
   readonly redisErrors = new Counter(
     "vanguard_redis_errors_total",
     "Redis commands that failed or timed out.",
@@ -213,6 +218,7 @@ export class Metrics {
       this.duration,
       this.upstreamErrors,
       this.rateLimitRejected,
+      this.authRejected,
       this.redisErrors,
       this.discoveryEvents,
       this.serviceEndpoints,

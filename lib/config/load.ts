@@ -5,6 +5,7 @@
  * @module
  */
 
+import { createHash } from "node:crypto";
 import { isAbsolute, resolve } from "node:path";
 import ipaddr from "ipaddr.js";
 import { type Document, isMap, isScalar, LineCounter, parseDocument, visit } from "yaml";
@@ -30,6 +31,18 @@ import {
   type Walk,
 } from "./schema.ts";
 import type { Config, ConfigProblem, ConfigWarning } from "./types.ts";
+
+/** Where {@linkcode parseConfig} reads from, besides the config text. */
+export interface ParseOptions {
+  /** The config's path as the user gave it; problems name it. */
+  displayPath: string;
+  /** Becomes Config.file and the base for relative paths. */
+  absolutePath: string;
+  /** Reads the variables named by `*_env` keys; defaults to `Deno.env.get`. */
+  env?: (name: string) => string | undefined;
+  /** Reads `auth.jwt.public_key_file`; defaults to `Deno.readTextFileSync`. */
+  readFile?: (absolutePath: string) => string;
+}
 
 /** The outcome of loading a config: the config, or every problem found. Warnings either way. */
 export type LoadResult =
@@ -59,6 +72,16 @@ const JWT_ALGORITHMS = [
   "HS384",
   "HS512",
 ] as const;
+// RFC 7518 section 3.2: an HMAC key at least as long as the hash output.
+const HS_MIN_SECRET_BYTES: Readonly<Record<string, number>> = { HS256: 32, HS384: 48, HS512: 64 };
+const MIN_API_KEY_CHARS = 16;
+const PUBLIC_KEY_PEM = [
+  "-----BEGIN PUBLIC KEY-----",
+  "-----BEGIN CERTIFICATE-----",
+  "-----BEGIN RSA PUBLIC KEY-----",
+];
+// PKCS#8, PKCS#1, SEC 1, encrypted and OpenSSH private keys all end their label this way.
+const PRIVATE_KEY_PEM = /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/;
 
 function nonEmpty(value: string): string {
   return value === "" ? reject("must not be empty") : value;
@@ -69,6 +92,50 @@ function envName(value: string): string {
   return reject(
     `must be an environment variable name ([A-Za-z_][A-Za-z0-9_]*), got ${JSON.stringify(value)}`,
   );
+}
+
+/**
+ * The value of environment variable `name`, or why it cannot be used. The value is only ever
+ * checked, never kept: Config holds names, so secrets stay out of it and out of logs.
+ */
+function readEnv(name: string, walk: Walk): { value: string } | { problem: string } {
+  let value: string | undefined;
+  try {
+    value = walk.env(name);
+  } catch (error) {
+    if (!isDenied(error)) throw error;
+    return {
+      problem: `cannot read environment variable ${
+        JSON.stringify(name)
+      }: permission denied (run with --allow-env)`,
+    };
+  }
+  if (value === undefined) {
+    return { problem: `environment variable ${JSON.stringify(name)} is not set` };
+  }
+  if (value === "") return { problem: `environment variable ${JSON.stringify(name)} is empty` };
+  return { value };
+}
+
+function envSecret(name: string, walk: Walk): string {
+  const read = readEnv(envName(name), walk);
+  return "problem" in read ? reject(read.problem) : read.value;
+}
+
+/** An environment variable name whose variable is set and not empty. */
+function setEnv(value: string, walk: Walk): string {
+  envSecret(value, walk);
+  return value;
+}
+
+function apiKeyEnv(value: string, walk: Walk): string {
+  // Counted in code points, as a person counts the characters of a key.
+  if ([...envSecret(value, walk)].length < MIN_API_KEY_CHARS) {
+    reject(
+      `key in ${JSON.stringify(value)} is too short (at least ${MIN_API_KEY_CHARS} characters)`,
+    );
+  }
+  return value;
 }
 
 function headerName(value: string): string {
@@ -172,6 +239,50 @@ function filePath(value: string, walk: Walk): string {
   return resolve(walk.baseDir, nonEmpty(value));
 }
 
+/** A file that holds a public key in a form the JWT verifier reads; resolved like filePath. */
+function publicKeyFile(value: string, walk: Walk): string {
+  const path = filePath(value, walk);
+  let content: string;
+  try {
+    content = walk.readFile(path);
+  } catch (error) {
+    return reject(`cannot read key file ${JSON.stringify(value)}: ${readFailure(error)}`);
+  }
+  const kind = keyKind(content);
+  if (kind === "private") {
+    reject(`key file ${JSON.stringify(value)} holds a private key; give the public key`);
+  }
+  if (kind === undefined) {
+    reject(
+      `key file ${JSON.stringify(value)} is neither a PEM public key/certificate nor a JWK/JWKS`,
+    );
+  }
+  return path;
+}
+
+/** What a key file holds, judged by its PEM labels or JWK members; undefined when neither. */
+function keyKind(content: string): "public" | "private" | undefined {
+  if (PRIVATE_KEY_PEM.test(content)) return "private";
+  if (PUBLIC_KEY_PEM.some((label) => content.includes(label))) return "public";
+  let json: unknown;
+  try {
+    json = JSON.parse(content);
+  } catch {
+    return undefined;
+  }
+  if (!isRecord(json)) return undefined;
+  let keys: unknown[];
+  if (Object.hasOwn(json, "kty")) keys = [json];
+  else if (Array.isArray(json.keys)) keys = json.keys;
+  else return undefined;
+  // "d" is the private exponent (RSA) or scalar (EC, OKP) of a JWK.
+  return keys.some((key) => isRecord(key) && Object.hasOwn(key, "d")) ? "private" : "public";
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
 function algorithm(value: string): string {
   if (value.toLowerCase() === "none") {
     reject(`"none" is not allowed: it would accept unsigned tokens`);
@@ -246,6 +357,53 @@ function tolerant(convert: (value: string) => string): (raw: unknown) => string 
   };
 }
 
+/**
+ * Reports a key entry whose key equals an earlier one's, comparing SHA-256 digests: a `sha256`
+ * as written, a `value_env` as the digest of the variable's value. Like {@linkcode unique}, it
+ * reads the raw YAML; an entry whose key cannot be read is skipped (it has its own problem).
+ */
+function distinctKeys<T>(): ListRefine<T> {
+  return function checkDistinctKeys(_items, { nodes, path, walk }) {
+    const seen = new Map<string, number>();
+    nodes.forEach((node, index) => {
+      if (!isMap(node)) return;
+      const digestNode = node.get("sha256", true) as Node | undefined;
+      const envNode = node.get("value_env", true) as Node | undefined;
+      let digest: string | undefined;
+      let name: string | undefined;
+      if (isScalar(digestNode)) {
+        digest = tolerant(sha256)(digestNode.value);
+      } else if (isScalar(envNode)) {
+        name = tolerant(envName)(envNode.value);
+        const read = name === undefined ? undefined : readEnv(name, walk);
+        if (read && "value" in read) digest = createHash("sha256").update(read.value).digest("hex");
+      }
+      if (digest === undefined) return;
+      const first = seen.get(digest);
+      if (first === undefined) {
+        seen.set(digest, index);
+        return;
+      }
+      const earlier = `${path}[${first}]`;
+      report(
+        walk,
+        name === undefined
+          ? {
+            node: digestNode,
+            field: `${path}[${index}].sha256`,
+            message: `duplicate sha256 ${JSON.stringify(digest)} (already used by ${earlier})`,
+          }
+          : {
+            node: envNode,
+            field: `${path}[${index}].value_env`,
+            // The digest of a variable's value is not printed: it would only help guess the key.
+            message: `key in ${JSON.stringify(name)} is already used by ${earlier}`,
+          },
+      );
+    });
+  };
+}
+
 function all<T>(...refines: ListRefine<T>[]): ListRefine<T> {
   return (items, context) => refines.forEach((refine) => refine(items, context));
 }
@@ -275,7 +433,7 @@ const serverSchema = object({
 
 const redisSchema = object({
   url: optional(text(redisUrl)),
-  url_env: optional(text(envName)),
+  url_env: optional(text(setEnv)),
   failure_mode: defaulted(choice(["open", "closed", "local"]), "local"),
 }, { exclusive: [["url", "url_env"]] });
 
@@ -285,12 +443,12 @@ const apiKeySchema = object({
     object({
       id: required(text(nonEmpty)),
       sha256: optional(text(sha256)),
-      value_env: optional(text(envName)),
+      value_env: optional(text(apiKeyEnv)),
     }, { exclusive: [["sha256", "value_env"]] }),
     {
       refine: all(
         unique("id", tolerant(nonEmpty)),
-        unique("sha256", tolerant(sha256)),
+        distinctKeys(),
       ),
     },
   )),
@@ -301,12 +459,12 @@ const jwtSchema = object({
   audience: optional(text(nonEmpty)),
   algorithms: defaulted(list(text(algorithm), { nonEmpty: true }), ["RS256"]),
   jwks_url: optional(text(httpUrl)),
-  public_key_file: optional(text(filePath)),
-  secret_env: optional(text(envName)),
+  public_key_file: optional(text(publicKeyFile)),
+  secret_env: optional(text(setEnv)),
   clock_tolerance_seconds: defaulted(number(0), 30),
 }, {
   exclusive: [["jwks_url", "public_key_file", "secret_env"]],
-  refine(jwt, refiner) {
+  refine(jwt, refiner, walk) {
     // A shared secret and a public key verify different families; mixing them is how
     // algorithm-confusion attacks start.
     const symmetric = jwt.algorithms.filter((name) => name.startsWith("HS"));
@@ -324,6 +482,22 @@ const jwtSchema = object({
           symmetric.join(", ")
         } needs secret_env; jwks_url and public_key_file take asymmetric algorithms`,
       );
+    }
+    if (jwt.secretEnv !== undefined && symmetric.length > 0) {
+      // One secret serves every HS algorithm listed, so the strongest one sets the minimum.
+      const strongest = symmetric.reduce((a, b) =>
+        HS_MIN_SECRET_BYTES[b] > HS_MIN_SECRET_BYTES[a] ? b : a
+      );
+      const read = readEnv(jwt.secretEnv, walk);
+      const bytes = "value" in read ? new TextEncoder().encode(read.value).length : undefined;
+      if (bytes !== undefined && bytes < HS_MIN_SECRET_BYTES[strongest]) {
+        refiner.problem(
+          "secret_env",
+          `secret in ${
+            JSON.stringify(jwt.secretEnv)
+          } is ${bytes} bytes; ${strongest} needs at least ${HS_MIN_SECRET_BYTES[strongest]}`,
+        );
+      }
     }
   },
 });
@@ -349,6 +523,7 @@ const routeSchema = object({
   service_name: required(text(serviceRef)),
   auth_required: defaulted(boolean(), false),
   strip_prefix: defaulted(boolean(), false),
+  forward_credentials: defaulted(boolean(), false),
   rate_limit: section(object({
     requests_per_period: required(integer(1)),
     period_seconds: required(integer(1, 86400)),
@@ -375,11 +550,11 @@ const configSchema = object({
 
 // ---- loading ------------------------------------------------------------------------------------
 
-/** Parses and validates config text; `displayPath` is used in problems, `absolutePath` becomes Config.file and the base for relative paths. */
-export function parseConfig(
-  text: string,
-  options: { displayPath: string; absolutePath: string },
-): LoadResult {
+/**
+ * Parses and validates config text, checking the secrets it names (environment variables, key
+ * file) through `options.env` and `options.readFile`.
+ */
+export function parseConfig(text: string, options: ParseOptions): LoadResult {
   const lines = new LineCounter();
   const doc = parseYaml(text, lines);
   const walk: Walk = {
@@ -387,6 +562,8 @@ export function parseConfig(
     lines,
     doc,
     baseDir: resolve(options.absolutePath, ".."),
+    env: options.env ?? readEnvironment,
+    readFile: options.readFile ?? readTextFile,
     problems: [],
     warnings: [],
   };
@@ -458,6 +635,14 @@ export function formatProblem(problem: ConfigProblem): string {
     : `${where}: ${problem.field}: ${problem.message}`;
 }
 
+function readEnvironment(name: string): string | undefined {
+  return Deno.env.get(name);
+}
+
+function readTextFile(absolutePath: string): string {
+  return Deno.readTextFileSync(absolutePath);
+}
+
 function parseYaml(text: string, lineCounter: LineCounter) {
   // The yaml package reads process.env.LOG_TOKENS and LOG_STREAM while parsing: every task
   // that loads a config grants exactly those two (--allow-env=LOG_TOKENS,LOG_STREAM).
@@ -500,10 +685,14 @@ function sortByPosition(entries: ConfigProblem[]): ConfigProblem[] {
 function readFailure(error: unknown): string {
   if (error instanceof Deno.errors.NotFound) return "no such file";
   if (error instanceof Deno.errors.IsADirectory) return "it is a directory";
-  if (error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied) {
+  if (isDenied(error)) {
     return "permission denied (deno task start may read only files inside the project directory)";
   }
   return error instanceof Error ? error.message : String(error);
+}
+
+function isDenied(error: unknown): boolean {
+  return error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied;
 }
 
 /** Warnings for configs that load but would surprise their author at the first request. */
@@ -527,6 +716,14 @@ function warnAboutSurprises(config: Config, walk: Walk): void {
         field: `${field}.auth_required`,
         message:
           "route requires auth but no auth method is configured: it answers 401 to every request",
+        warning: true,
+      });
+    }
+    if (route.forwardCredentials && !route.authRequired) {
+      report(walk, {
+        node: at(["routes", index, "forward_credentials"]),
+        field: `${field}.forward_credentials`,
+        message: "forward_credentials has no effect without auth_required",
         warning: true,
       });
     }

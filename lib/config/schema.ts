@@ -26,6 +26,10 @@ export interface Walk {
   readonly doc: Document.Parsed;
   /** Directory of the config file, the base for relative paths. */
   readonly baseDir: string;
+  /** Reads an environment variable; may throw when the process may not read it. */
+  readonly env: (name: string) => string | undefined;
+  /** Reads a text file by absolute path; throws like `Deno.readTextFileSync`. */
+  readonly readFile: (absolutePath: string) => string;
   readonly problems: ConfigProblem[];
   readonly warnings: ConfigProblem[];
 }
@@ -280,7 +284,7 @@ export function object<S extends Record<string, Field<unknown>>>(
   fields: S,
   options: {
     exclusive?: readonly (readonly string[])[];
-    refine?: (value: Shape<S>, refiner: Refiner) => void;
+    refine?: (value: Shape<S>, refiner: Refiner, walk: Walk) => void;
   } = {},
 ): Check<Shape<S>> {
   const expected = Object.keys(fields).join(", ");
@@ -344,7 +348,7 @@ export function object<S extends Record<string, Field<unknown>>>(
         });
       }
     }
-    if (ok && walk.problems.length === before) options.refine?.(out as Shape<S>, refiner);
+    if (ok && walk.problems.length === before) options.refine?.(out as Shape<S>, refiner, walk);
     return walk.problems.length === before ? (out as Shape<S>) : INVALID;
   };
 }

@@ -1,6 +1,8 @@
 /**
  * The validated, frozen configuration. Field names are camelCase versions of
  * the YAML keys (contract section 2); every default is already applied.
+ * It holds no secret: only the names of the environment variables and the
+ * paths of the files that hold them.
  */
 export interface Config {
   /** Absolute path of the file this config was loaded from. */
@@ -99,6 +101,8 @@ export interface RouteConfig {
   readonly serviceName: string;
   readonly authRequired: boolean;
   readonly stripPrefix: boolean;
+  /** Whether an auth_required route passes the client's credential header on to the upstream. */
+  readonly forwardCredentials: boolean;
   readonly rateLimit?: RateLimitConfig;
 }
 

@@ -61,7 +61,7 @@ export async function runDemo(logger: Logger): Promise<number> {
     console.error(`Cannot start the demo services: ${(error as Error).message}`);
     return 1;
   }
-  const gateway = startGateway({ config: result.config, logger });
+  const gateway = await startGateway({ config: result.config, logger });
   console.error(CURLS);
   await untilSignal(logger);
   await gateway.shutdown();

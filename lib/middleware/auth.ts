@@ -1,18 +1,28 @@
-import { GatewayError } from "../pipeline/errors.ts";
+import type { Metrics } from "../admin/metrics.ts";
+import { type Authenticator, AuthError } from "../auth/authenticator.ts";
 import type { Middleware } from "../pipeline/types.ts";
 
 /**
- * The authentication slot. Until an auth method is implemented, a route
- * that asks for auth answers 401: the gateway fails closed rather than
- * forwarding a request it was told to protect.
+ * Authenticates requests on routes with `auth_required`. Other routes pass
+ * untouched. A protected route never reaches the upstream without a valid
+ * credential: with no method configured it answers 401 to everything.
  */
-export function requireAuth(): Middleware {
-  return function requireAuth(ctx, next) {
-    if (!ctx.route?.authRequired) return next();
-    return Promise.reject(
-      new GatewayError(401, "unauthorized", "This route requires authentication", {
-        headers: { "www-authenticate": 'Bearer realm="vanguard"' },
-      }),
-    );
+export function authenticate(deps: { authenticator: Authenticator; metrics: Metrics }): Middleware {
+  const { authenticator, metrics } = deps;
+  const strip = Object.fromEntries(authenticator.credentialHeaders.map((name) => [name, null]));
+
+  return async function authenticate(ctx, next) {
+    const route = ctx.route;
+    if (route === undefined || !route.authRequired) return next();
+    try {
+      ctx.consumer = await authenticator.authenticate(ctx.request.headers);
+    } catch (error) {
+      if (error instanceof AuthError) {
+        metrics.authRejected.inc({ route: route.id, reason: error.reason });
+      }
+      throw error;
+    }
+    if (!route.forwardCredentials) ctx.upstreamHeaders = { ...ctx.upstreamHeaders, ...strip };
+    return next();
   };
 }

@@ -27,6 +27,8 @@ export interface RouteEntry {
   readonly prefixSegments: number;
   readonly serviceName: string;
   readonly authRequired: boolean;
+  /** Pass the credential header upstream (normally removed on protected routes). */
+  readonly forwardCredentials: boolean;
   readonly stripPrefix: boolean;
   readonly rateLimit?: RateLimitConfig;
   readonly source: Source;
@@ -105,6 +107,7 @@ export function tableFromConfig(config: Config, version = 1): RoutingTable {
       prefixSegments: countSegments(route.pathPrefix),
       serviceName: route.serviceName,
       authRequired: route.authRequired,
+      forwardCredentials: route.forwardCredentials,
       stripPrefix: route.stripPrefix,
       rateLimit: route.rateLimit,
       source: "config" as const,

@@ -2,7 +2,9 @@ import { adminHandler } from "../admin/admin.ts";
 import { Metrics } from "../admin/metrics.ts";
 import type { Config } from "../config/types.ts";
 import type { Logger } from "../log/logger.ts";
-import { requireAuth } from "../middleware/auth.ts";
+import { Authenticator } from "../auth/authenticator.ts";
+import type { JwksCachePolicy } from "../auth/jwks.ts";
+import { authenticate } from "../middleware/auth.ts";
 import { errorBoundary, errorResponse } from "../middleware/error_boundary.ts";
 import { observe } from "../middleware/observe.ts";
 import { matchRoute } from "../middleware/route.ts";
@@ -27,6 +29,14 @@ export interface GatewayOptions {
   readonly listen?: { port?: number; host?: string; adminPort?: number; adminHost?: string };
   /** One JSON line per request (default true). */
   readonly accessLog?: boolean;
+  /** Environment lookup for secrets named in the config (default Deno.env.get). */
+  readonly env?: (name: string) => string | undefined;
+  /** File reader for key files (default Deno.readTextFileSync). */
+  readonly readFile?: (path: string) => string;
+  /** Wall clock in milliseconds (default Date.now); tests move it. */
+  readonly now?: () => number;
+  /** JWKS caching (default DEFAULT_JWKS_POLICY). */
+  readonly jwksPolicy?: JwksCachePolicy;
 }
 
 /** A running gateway. */
@@ -44,22 +54,35 @@ export interface Gateway {
  * before what; a custom middleware goes in `extra`.
  */
 export function buildChain(
-  parts: { logger: Logger; metrics: Metrics; accessLog: boolean; extra: readonly Middleware[] },
+  parts: {
+    logger: Logger;
+    metrics: Metrics;
+    accessLog: boolean;
+    authenticator: Authenticator;
+    extra: readonly Middleware[];
+  },
   terminal: Handler,
 ): Handler {
   return compose([
     observe(parts),
     errorBoundary(parts),
     matchRoute(),
-    requireAuth(),
+    authenticate(parts),
     // rate limiting goes here
     ...parts.extra,
   ], terminal);
 }
 
 /** Starts the proxy and admin listeners. */
-export function startGateway(options: GatewayOptions): Gateway {
+export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const { config, logger } = options;
+  const authenticator = await Authenticator.create(config.auth, {
+    env: options.env ?? ((name) => Deno.env.get(name)),
+    readFile: options.readFile ?? ((path) => Deno.readTextFileSync(path)),
+    now: options.now ?? Date.now,
+    logger,
+    jwksPolicy: options.jwksPolicy,
+  });
   const server = config.server;
   const metrics = new Metrics();
   const routing = new RoutingState(tableFromConfig(config));
@@ -76,7 +99,13 @@ export function startGateway(options: GatewayOptions): Gateway {
   const client = new UpstreamClient();
   const trusted = new CidrSet(server.trustedProxies);
   const handler = buildChain(
-    { logger, metrics, accessLog: options.accessLog ?? true, extra: options.middleware ?? [] },
+    {
+      logger,
+      metrics,
+      accessLog: options.accessLog ?? true,
+      authenticator,
+      extra: options.middleware ?? [],
+    },
     proxy({
       client,
       balancer: new Balancer(),
@@ -139,6 +168,7 @@ export function startGateway(options: GatewayOptions): Gateway {
     clearTimeout(timer);
     if (result === "timeout") logger.warn("shutdown_grace_expired", {});
     client.close();
+    await authenticator.close();
     await adminServer.shutdown();
     logger.info("shutdown_complete", { drained: result === "drained" });
   }

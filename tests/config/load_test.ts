@@ -1,26 +1,68 @@
 import assert from "node:assert/strict";
 import { join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { formatProblem, loadConfigFile, parseConfig } from "../../lib/config/load.ts";
+import { createHash } from "node:crypto";
+import {
+  formatProblem,
+  loadConfigFile,
+  parseConfig,
+  type ParseOptions,
+} from "../../lib/config/load.ts";
 import type { Config, ConfigWarning } from "../../lib/config/types.ts";
 
-const where = { displayPath: "conf/gw.yaml", absolutePath: "/srv/vanguard/conf/gw.yaml" };
+const PUBLIC_KEY_PEM = [
+  "-----BEGIN PUBLIC KEY-----",
+  "MCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=",
+  "-----END PUBLIC KEY-----",
+  "",
+].join("\n");
+
+/** What the tests' environment holds unless a test says otherwise: valid secrets only. */
+const ENV: Readonly<Record<string, string>> = {
+  REDIS_URL: "redis://127.0.0.1:6379",
+  WEB_KEY: "web-0123456789abcdef",
+  JWT_SECRET: "j".repeat(64),
+  S: "s".repeat(64),
+};
+
+/** The files tests can read by absolute path; any other path is missing. */
+const FILES: Readonly<Record<string, string>> = {
+  "/srv/vanguard/conf/keys/jwt.pem": PUBLIC_KEY_PEM,
+};
+
+/** Options reading `env` and `files` instead of the process's environment and disk. */
+function sources(
+  env: Readonly<Record<string, string>> = ENV,
+  files: Readonly<Record<string, string>> = FILES,
+): ParseOptions {
+  return {
+    displayPath: "conf/gw.yaml",
+    absolutePath: "/srv/vanguard/conf/gw.yaml",
+    env: (name) => Object.hasOwn(env, name) ? env[name] : undefined,
+    readFile(absolutePath) {
+      if (Object.hasOwn(files, absolutePath)) return files[absolutePath];
+      throw new Deno.errors.NotFound(`No such file or directory: ${absolutePath}`);
+    },
+  };
+}
+
+const where = sources();
 
 /** Lines joined with "\n", so that line numbers in assertions are easy to count. */
 function yaml(...lines: string[]): string {
   return lines.join("\n") + "\n";
 }
 
-function load(text: string): { config: Config; warnings: string[] } {
-  const result = parseConfig(text, where);
+function load(text: string, options: ParseOptions = where): { config: Config; warnings: string[] } {
+  const result = parseConfig(text, options);
   if (!result.ok) {
     assert.fail(`expected a valid config, got:\n${result.problems.map(formatProblem).join("\n")}`);
   }
   return { config: result.config, warnings: result.warnings.map(formatProblem) };
 }
 
-function problems(text: string): string[] {
-  const result = parseConfig(text, where);
+function problems(text: string, options: ParseOptions = where): string[] {
+  const result = parseConfig(text, options);
   assert.equal(result.ok, false, "expected the config to be rejected");
   return result.ok ? [] : result.problems.map(formatProblem);
 }
@@ -59,6 +101,7 @@ Deno.test("loadConfigFile() loads the repository's config.yaml with defaults and
       serviceName: "user-service",
       authRequired: true,
       stripPrefix: false,
+      forwardCredentials: false,
     },
     {
       id: "order-service-route",
@@ -66,6 +109,7 @@ Deno.test("loadConfigFile() loads the repository's config.yaml with defaults and
       serviceName: "order-service",
       authRequired: true,
       stripPrefix: false,
+      forwardCredentials: false,
       rateLimit: { requestsPerPeriod: 100, periodSeconds: 60, clientIdentifier: "API-Key" },
     },
   ]);
@@ -386,6 +430,298 @@ Deno.test("parseConfig() warns about routes whose service or auth cannot work", 
   ));
   assert.deepEqual(discovered.warnings, []);
   assert.deepEqual(discovered.config.discovery.kubernetes, { enabled: true, namespace: "apps" });
+});
+
+Deno.test("parseConfig() reads forward_credentials and warns where it has no effect", () => {
+  const { config, warnings } = load(yaml(
+    "auth:", //                                                                                   1
+    "  api_key:", //                                                                              2
+    "    keys: [{ id: web, value_env: WEB_KEY }]", //                                             3
+    ...SERVICE_A, //                                                                            4-6
+    "routes:", //                                                                                 7
+    "  - { path_prefix: /a, service_name: a, auth_required: true, forward_credentials: true }", //8
+    "  - { path_prefix: /b, service_name: a, auth_required: true }", //                           9
+    "  - path_prefix: /c", //                                                                    10
+    "    service_name: a", //                                                                    11
+    "    forward_credentials: true", //                                                          12
+  ));
+  assert.deepEqual(config.routes.map((route) => [route.pathPrefix, route.forwardCredentials]), [
+    ["/a", true],
+    ["/b", false],
+    ["/c", true],
+  ]);
+  assert.deepEqual(warnings, [
+    "conf/gw.yaml:12:26: routes[2].forward_credentials: forward_credentials has no effect without auth_required",
+  ]);
+  assert.deepEqual(
+    problems(yaml(...SERVICE_A, ...ROUTE, "    forward_credentials: yes")),
+    [
+      'conf/gw.yaml:7:26: routes[0].forward_credentials: must be a boolean (true or false), got string "yes"',
+    ],
+  );
+});
+
+/** A config naming one variable of each kind: redis url_env, an API key's value_env, jwt secret_env. */
+const NAMES_EVERY_ENV = yaml(
+  "redis:", //                                      1
+  "  url_env: REDIS_URL", //                        2
+  "auth:", //                                       3
+  "  api_key:", //                                  4
+  "    keys:", //                                   5
+  "      - { id: web, value_env: WEB_KEY }", //     6
+  "  jwt:", //                                      7
+  "    algorithms: [HS256]", //                     8
+  "    secret_env: JWT_SECRET", //                  9
+  ...SERVICE_A,
+  ...ROUTE,
+);
+
+Deno.test("parseConfig() requires every variable a *_env key names to be set and non-empty", () => {
+  assert.deepEqual(problems(NAMES_EVERY_ENV, sources({})), [
+    'conf/gw.yaml:2:12: redis.url_env: environment variable "REDIS_URL" is not set',
+    'conf/gw.yaml:6:31: auth.api_key.keys[0].value_env: environment variable "WEB_KEY" is not set',
+    'conf/gw.yaml:9:17: auth.jwt.secret_env: environment variable "JWT_SECRET" is not set',
+  ]);
+  const empty = { REDIS_URL: "", WEB_KEY: "", JWT_SECRET: "" };
+  assert.deepEqual(problems(NAMES_EVERY_ENV, sources(empty)), [
+    'conf/gw.yaml:2:12: redis.url_env: environment variable "REDIS_URL" is empty',
+    'conf/gw.yaml:6:31: auth.api_key.keys[0].value_env: environment variable "WEB_KEY" is empty',
+    'conf/gw.yaml:9:17: auth.jwt.secret_env: environment variable "JWT_SECRET" is empty',
+  ]);
+  const { config } = load(NAMES_EVERY_ENV);
+  // Only the names reach the config, never the secrets.
+  assert.deepEqual(config.redis, { urlEnv: "REDIS_URL", failureMode: "local" });
+  assert.deepEqual(config.auth.apiKey?.keys, [{ id: "web", valueEnv: "WEB_KEY" }]);
+  assert.equal(config.auth.jwt?.secretEnv, "JWT_SECRET");
+  assert.ok(!JSON.stringify(config).includes(ENV.JWT_SECRET));
+  assert.ok(!JSON.stringify(config).includes(ENV.WEB_KEY));
+});
+
+Deno.test("parseConfig() explains an environment it may not read", () => {
+  const asked: string[] = [];
+  const denied = {
+    ...where,
+    env(name: string): string | undefined {
+      asked.push(name);
+      throw new Deno.errors.NotCapable(`Requires env access to "${name}"`);
+    },
+  };
+  assert.deepEqual(problems(NAMES_EVERY_ENV, denied), [
+    'conf/gw.yaml:2:12: redis.url_env: cannot read environment variable "REDIS_URL": permission denied (run with --allow-env)',
+    'conf/gw.yaml:6:31: auth.api_key.keys[0].value_env: cannot read environment variable "WEB_KEY": permission denied (run with --allow-env)',
+    'conf/gw.yaml:9:17: auth.jwt.secret_env: cannot read environment variable "JWT_SECRET": permission denied (run with --allow-env)',
+  ]);
+  assert.ok(
+    asked.includes("REDIS_URL") && asked.includes("WEB_KEY") && asked.includes("JWT_SECRET"),
+  );
+  const refused = {
+    ...where,
+    env(): string | undefined {
+      throw new Deno.errors.PermissionDenied("denied");
+    },
+  };
+  assert.deepEqual(problems(yaml("redis:", "  url_env: REDIS_URL", ...ROUTE), refused), [
+    'conf/gw.yaml:2:12: redis.url_env: cannot read environment variable "REDIS_URL": permission denied (run with --allow-env)',
+  ]);
+});
+
+Deno.test("parseConfig() requires a JWT secret as long as its strongest HS algorithm needs", () => {
+  function jwt(algorithms: string, secret: string): string[] {
+    const text = yaml(
+      "auth:", //                             1
+      "  jwt:", //                            2
+      `    algorithms: [${algorithms}]`, //   3
+      "    secret_env: JWT_SECRET", //        4
+      ...ROUTE,
+    );
+    return problems(text, sources({ JWT_SECRET: secret }));
+  }
+  assert.deepEqual(jwt("HS256", "x".repeat(31)), [
+    'conf/gw.yaml:4:17: auth.jwt.secret_env: secret in "JWT_SECRET" is 31 bytes; HS256 needs at least 32',
+  ]);
+  assert.deepEqual(jwt("HS256, HS512", "x".repeat(48)), [
+    'conf/gw.yaml:4:17: auth.jwt.secret_env: secret in "JWT_SECRET" is 48 bytes; HS512 needs at least 64',
+  ]);
+  // Bytes, not characters: "é" is two bytes in UTF-8.
+  assert.deepEqual(jwt("HS384", "é".repeat(20)), [
+    'conf/gw.yaml:4:17: auth.jwt.secret_env: secret in "JWT_SECRET" is 40 bytes; HS384 needs at least 48',
+  ]);
+  const enough = (algorithms: string, secret: string) =>
+    load(
+      yaml("auth:", "  jwt:", `    algorithms: [${algorithms}]`, "    secret_env: K", ...ROUTE),
+      sources({ K: secret }),
+    );
+  assert.deepEqual(enough("HS256", "x".repeat(32)).config.auth.jwt?.algorithms, ["HS256"]);
+  assert.deepEqual(enough("HS384", "é".repeat(24)).config.auth.jwt?.algorithms, ["HS384"]);
+  assert.deepEqual(enough("HS512, HS256", "x".repeat(64)).config.auth.jwt?.algorithms, [
+    "HS512",
+    "HS256",
+  ]);
+});
+
+Deno.test("parseConfig() requires API keys from the environment to have at least 16 characters", () => {
+  const text = yaml(
+    "auth:", //                                   1
+    "  api_key:", //                              2
+    "    keys:", //                               3
+    "      - { id: web, value_env: WEB_KEY }", // 4
+    ...ROUTE,
+  );
+  assert.deepEqual(problems(text, sources({ WEB_KEY: "x".repeat(15) })), [
+    'conf/gw.yaml:4:31: auth.api_key.keys[0].value_env: key in "WEB_KEY" is too short (at least 16 characters)',
+  ]);
+  assert.equal(load(text, sources({ WEB_KEY: "x".repeat(16) })).config.auth.apiKey?.keys.length, 1);
+});
+
+Deno.test("parseConfig() rejects an API key that repeats an earlier one, written or from the environment", () => {
+  const key = "shared-key-0123456789";
+  const digest = createHash("sha256").update(key).digest("hex");
+  const env = { A: key, B: key, OTHER: "other-key-0123456789" };
+  assert.deepEqual(
+    problems(
+      yaml(
+        "auth:", //                                                 1
+        "  api_key:", //                                            2
+        "    keys:", //                                             3
+        `      - { id: written, sha256: "${digest}" }`, //          4
+        "      - { id: a, value_env: A }", //                       5
+        "      - { id: b, value_env: B }", //                       6
+        "      - { id: other, value_env: OTHER }", //               7
+        `      - { id: upper, sha256: "${digest.toUpperCase()}" }`, // 8
+        ...ROUTE,
+      ),
+      sources(env),
+    ),
+    [
+      'conf/gw.yaml:5:29: auth.api_key.keys[1].value_env: key in "A" is already used by auth.api_key.keys[0]',
+      'conf/gw.yaml:6:29: auth.api_key.keys[2].value_env: key in "B" is already used by auth.api_key.keys[0]',
+      `conf/gw.yaml:8:30: auth.api_key.keys[4].sha256: duplicate sha256 "${digest}" (already used by auth.api_key.keys[0])`,
+    ],
+  );
+  // The other way round: a written digest of a key that an earlier entry reads from the environment.
+  assert.deepEqual(
+    problems(
+      yaml(
+        "auth:",
+        "  api_key:",
+        "    keys:",
+        "      - { id: a, value_env: A }",
+        `      - { id: written, sha256: "${digest}" }`,
+        ...ROUTE,
+      ),
+      sources(env),
+    ),
+    [
+      `conf/gw.yaml:5:32: auth.api_key.keys[1].sha256: duplicate sha256 "${digest}" (already used by auth.api_key.keys[0])`,
+    ],
+  );
+});
+
+Deno.test("parseConfig() accepts a public key file only when it holds a public key", () => {
+  const path = "/srv/vanguard/conf/keys/jwt.pem";
+  const text = yaml(
+    "auth:", //                                1
+    "  jwt:", //                               2
+    "    public_key_file: keys/jwt.pem", //    3
+    ...ROUTE,
+  );
+  const accepted = {
+    "SPKI PEM": PUBLIC_KEY_PEM,
+    "certificate": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    "PKCS#1 PEM": "-----BEGIN RSA PUBLIC KEY-----\nMIIB\n-----END RSA PUBLIC KEY-----\n",
+    "JWK": JSON.stringify({
+      kty: "OKP",
+      crv: "Ed25519",
+      x: "Gb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE",
+    }),
+    "JWKS": JSON.stringify({ keys: [{ kty: "RSA", n: "AQAB", e: "AQAB" }] }),
+  };
+  for (const [kind, content] of Object.entries(accepted)) {
+    const { config } = load(text, sources(ENV, { [path]: content }));
+    assert.equal(config.auth.jwt?.publicKeyFile, path, kind);
+  }
+  const NEITHER =
+    'conf/gw.yaml:3:22: auth.jwt.public_key_file: key file "keys/jwt.pem" is neither a PEM public key/certificate nor a JWK/JWKS';
+  const PRIVATE =
+    'conf/gw.yaml:3:22: auth.jwt.public_key_file: key file "keys/jwt.pem" holds a private key; give the public key';
+  const rejected: [string, string][] = [
+    ["not a key", NEITHER],
+    ["", NEITHER],
+    ["[]", NEITHER],
+    [JSON.stringify({ keys: "none" }), NEITHER],
+    [JSON.stringify({ n: "AQAB", e: "AQAB" }), NEITHER],
+    ["-----BEGIN PRIVATE KEY-----\nMC4C\n-----END PRIVATE KEY-----\n", PRIVATE],
+    ["-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----\n", PRIVATE],
+    [
+      `${PUBLIC_KEY_PEM}-----BEGIN EC PRIVATE KEY-----\nMHcC\n-----END EC PRIVATE KEY-----\n`,
+      PRIVATE,
+    ],
+    [JSON.stringify({ kty: "EC", crv: "P-256", x: "AA", y: "AA", d: "AA" }), PRIVATE],
+    [JSON.stringify({ keys: [{ kty: "RSA", n: "AQAB", e: "AQAB", d: "AQAB" }] }), PRIVATE],
+  ];
+  for (const [content, problem] of rejected) {
+    assert.deepEqual(problems(text, sources(ENV, { [path]: content })), [problem], content);
+  }
+});
+
+Deno.test("parseConfig() reports a key file it cannot read with the path as written", () => {
+  const text = yaml("auth:", "  jwt:", "    public_key_file: keys/missing.pem", ...ROUTE);
+  assert.deepEqual(problems(text), [
+    'conf/gw.yaml:3:22: auth.jwt.public_key_file: cannot read key file "keys/missing.pem": no such file',
+  ]);
+  const read: string[] = [];
+  const denied = {
+    ...where,
+    readFile(absolutePath: string): string {
+      read.push(absolutePath);
+      throw new Deno.errors.NotCapable(`Requires read access to "${absolutePath}"`);
+    },
+  };
+  assert.deepEqual(problems(text, denied), [
+    'conf/gw.yaml:3:22: auth.jwt.public_key_file: cannot read key file "keys/missing.pem": permission denied (deno task start may read only files inside the project directory)',
+  ]);
+  assert.deepEqual(read, ["/srv/vanguard/conf/keys/missing.pem"]);
+});
+
+Deno.test("loadConfigFile() checks secrets against the real environment and disk", async () => {
+  await Deno.mkdir("tests/.tmp", { recursive: true });
+  const dir = await Deno.makeTempDir({ dir: resolve("tests/.tmp"), prefix: "vanguard_config_" });
+  try {
+    const file = join(dir, "gw.yaml");
+    const display = relative(Deno.cwd(), file);
+    await Deno.writeTextFile(join(dir, "public.pem"), PUBLIC_KEY_PEM);
+    await Deno.writeTextFile(
+      join(dir, "private.pem"),
+      "-----BEGIN PRIVATE KEY-----\nMC4C\n-----END PRIVATE KEY-----\n",
+    );
+    const config = (keyFile: string) =>
+      yaml("auth:", "  jwt:", `    public_key_file: ${keyFile}`, ...ROUTE);
+    await Deno.writeTextFile(file, config("public.pem"));
+    const loaded = await loadConfigFile(display);
+    assert.equal(loaded.ok ? loaded.config.auth.jwt?.publicKeyFile : "", join(dir, "public.pem"));
+    for (
+      const [keyFile, message] of [
+        ["private.pem", 'key file "private.pem" holds a private key; give the public key'],
+        ["absent.pem", 'cannot read key file "absent.pem": no such file'],
+        [".", 'cannot read key file ".": it is a directory'],
+      ]
+    ) {
+      await Deno.writeTextFile(file, config(keyFile));
+      const result = await loadConfigFile(display);
+      assert.deepEqual(result.ok ? [] : result.problems.map(formatProblem), [
+        `${display}:3:22: auth.jwt.public_key_file: ${message}`,
+      ]);
+    }
+    // A name no environment sets, so the test needs no variable of its own.
+    const unset = "VANGUARD_TEST_NEVER_SET_7C1E";
+    await Deno.writeTextFile(file, yaml("redis:", `  url_env: ${unset}`, ...ROUTE));
+    const result = await loadConfigFile(display);
+    assert.deepEqual(result.ok ? [] : result.problems.map(formatProblem), [
+      `${display}:2:12: redis.url_env: environment variable "${unset}" is not set`,
+    ]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("parseConfig() treats an emptied optional section as absent", () => {

@@ -17,6 +17,7 @@ function route(id: string, pathPrefix: string, serviceName = `${id}-service`): R
     prefixSegments: countSegments(pathPrefix),
     serviceName,
     authRequired: false,
+    forwardCredentials: false,
     stripPrefix: false,
     source: "config",
   };
@@ -165,6 +166,7 @@ Deno.test("tableFromConfig() builds routes and static services with ready endpoi
           pathPrefix: "/users",
           serviceName: "users",
           authRequired: true,
+          forwardCredentials: false,
           stripPrefix: false,
         },
         {
@@ -172,6 +174,7 @@ Deno.test("tableFromConfig() builds routes and static services with ready endpoi
           pathPrefix: "/api/orders",
           serviceName: "orders",
           authRequired: false,
+          forwardCredentials: false,
           stripPrefix: true,
           rateLimit: { requestsPerPeriod: 5, periodSeconds: 60, clientIdentifier: "IP" },
         },

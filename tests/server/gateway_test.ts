@@ -58,7 +58,7 @@ async function rawTarget(base: string, target: string): Promise<{ status: number
 Deno.test("the router matches the longest prefix on segment boundaries, else 404", async () => {
   const users = recordingUpstream();
   const admin = recordingUpstream();
-  const gw = startTestGateway(`
+  const gw = await startTestGateway(`
 services:
   users: { urls: [${users.url}] }
   admin: { urls: [${admin.url}] }
@@ -89,7 +89,7 @@ routes:
 
 Deno.test("no spelling of a protected path reaches the upstream without auth", async (t) => {
   const upstream = recordingUpstream();
-  const gw = startTestGateway(`
+  const gw = await startTestGateway(`
 services:
   app: { urls: [${upstream.url}] }
 routes:
@@ -143,7 +143,7 @@ routes:
 
 Deno.test("an escaped but harmless path is forwarded in the canonical spelling the router matched", async () => {
   const upstream = recordingUpstream();
-  const gw = startTestGateway(`
+  const gw = await startTestGateway(`
 services:
   app: { urls: [${upstream.url}] }
 routes:
@@ -168,7 +168,7 @@ Deno.test("each error in the contract's table gets its status and a JSON body", 
   });
   const echo = startUpstream((request) => new Response(request.body));
   const dead = `http://127.0.0.1:${closedPort()}`;
-  const gw = startTestGateway(`
+  const gw = await startTestGateway(`
 server:
   max_body_bytes: 1000
   upstream_timeout_ms: 200
@@ -298,7 +298,7 @@ Deno.test("a custom middleware joins the chain without touching the others", asy
 
 Deno.test("admin endpoints report health, readiness, routes and metrics", async (t) => {
   const upstream = recordingUpstream();
-  const gw = startTestGateway(`
+  const gw = await startTestGateway(`
 services:
   app: { urls: [${upstream.url}] }
   spare: { urls: [] }
@@ -384,7 +384,7 @@ Deno.test("graceful shutdown: readiness turns 503 and an in-flight request finis
     await release.promise;
     return new Response("finished");
   });
-  const gw = startTestGateway(`
+  const gw = await startTestGateway(`
 server:
   shutdown_grace_seconds: 10
 services:
