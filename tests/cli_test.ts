@@ -3,6 +3,7 @@
  * with the permission flags from deno.json, in a child process.
  */
 import assert from "node:assert/strict";
+import { sha256Hex } from "../lib/auth/api_keys.ts";
 import { closedPort, startUpstream, within } from "./helpers.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
@@ -169,4 +170,18 @@ Deno.test("deno task demo routes to its two sample services and stops on Ctrl-C"
     } catch { /* already exited */ }
     await run.finish();
   }
+});
+
+Deno.test("deno task apikey prints a fresh 256-bit key and the sha256 line that matches it", async () => {
+  const first = await task("apikey", "mobile-app");
+  const second = await task("apikey", "mobile-app");
+  assert.equal(first.code, 0);
+  const key = first.stdout.match(/^ {2}(vg_[A-Za-z0-9_-]{43})$/m)?.[1];
+  assert.ok(key, first.stdout);
+  const digest = first.stdout.match(/sha256: "([0-9a-f]{64})"/)?.[1];
+  assert.equal(digest, sha256Hex(key));
+  assert.match(first.stdout, /- id: mobile-app/);
+  assert.doesNotMatch(second.stdout, new RegExp(key));
+  const bad = await task("apikey");
+  assert.equal(bad.code, 2);
 });
