@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { sha256Hex } from "../lib/auth/api_keys.ts";
-import { closedPort, startUpstream, within } from "./helpers.ts";
+import { closedPort, startRedis, startUpstream, within } from "./helpers.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 
@@ -184,4 +184,49 @@ Deno.test("deno task apikey prints a fresh 256-bit key and the sha256 line that 
   assert.doesNotMatch(second.stdout, new RegExp(key));
   const bad = await task("apikey");
   assert.equal(bad.code, 2);
+});
+
+Deno.test("deno task start with Redis: the start flags suffice for ioredis, and limits apply", async () => {
+  const redis = await startRedis();
+  const upstream = startUpstream(() => new Response("ok"));
+  const port = closedPort();
+  const path = await writeTempConfig(
+    "start_redis.yaml",
+    `server:
+  host: 127.0.0.1
+  port: ${port}
+  admin_host: 127.0.0.1
+  admin_port: ${closedPort()}
+redis:
+  url: ${redis.url}
+  failure_mode: closed
+services:
+  app: { urls: [${upstream.url}] }
+routes:
+  - id: limited
+    path_prefix: /
+    service_name: app
+    rate_limit: { requests_per_period: 2, period_seconds: 30 }
+`,
+  );
+  const run = spawnTask("start", "--config", path);
+  try {
+    await within(20000, "redis_connected", run.waitFor(/"event":"redis_connected"/));
+    const codes = [];
+    for (let i = 0; i < 3; i++) {
+      const response = await fetch(`http://127.0.0.1:${port}/x`);
+      await response.body?.cancel();
+      codes.push(response.status);
+    }
+    assert.deepEqual(codes, [200, 200, 429]);
+    run.child.kill("SIGTERM");
+    assert.equal((await within(10000, "exit", run.finish())).code, 0);
+  } finally {
+    try {
+      run.child.kill("SIGKILL");
+    } catch { /* already exited */ }
+    await run.finish();
+    await upstream.close();
+    await redis.stop();
+  }
 });

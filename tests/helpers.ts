@@ -258,3 +258,84 @@ export function metricValue(text: string, series: string): number | undefined {
   }
   return undefined;
 }
+
+/** A real redis-server child process on a free loopback port. */
+export interface TestRedis {
+  readonly url: string;
+  readonly port: number;
+  /** SIGKILLs the server (no shutdown, no save), as a crash would. */
+  kill(): Promise<void>;
+  /** Starts a fresh, empty server on the same port. */
+  restart(): Promise<void>;
+  /** Stops the server for good. */
+  stop(): Promise<void>;
+}
+
+/** Starts `redis-server` (it must be on PATH) and waits until it answers PING. */
+export async function startRedis(): Promise<TestRedis> {
+  const port = closedPort();
+  let child: Deno.ChildProcess | undefined;
+  const launch = async () => {
+    child = new Deno.Command("redis-server", {
+      args: [
+        "--port",
+        String(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--loglevel",
+        "warning",
+      ],
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    const deadline = Date.now() + 10_000;
+    while (Date.now() < deadline) {
+      if (await pingRedis(port)) return;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    throw new Error(`redis-server did not start on port ${port}`);
+  };
+  const kill = async () => {
+    if (child === undefined) return;
+    try {
+      child.kill("SIGKILL");
+    } catch { /* already gone */ }
+    await child.status;
+    child = undefined;
+  };
+  await launch();
+  return { url: `redis://127.0.0.1:${port}`, port, kill, restart: launch, stop: kill };
+}
+
+async function pingRedis(port: number): Promise<boolean> {
+  try {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    try {
+      await conn.write(new TextEncoder().encode("PING\r\n"));
+      const buffer = new Uint8Array(16);
+      const n = await conn.read(buffer);
+      return new TextDecoder().decode(buffer.subarray(0, n ?? 0)).startsWith("+PONG");
+    } finally {
+      conn.close();
+    }
+  } catch {
+    return false;
+  }
+}
+
+/** Waits until `condition` holds, polling; throws after `ms`. */
+export async function eventually(
+  ms: number,
+  what: string,
+  condition: () => boolean | Promise<boolean>,
+) {
+  const deadline = Date.now() + ms;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`Timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}

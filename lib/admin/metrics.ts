@@ -180,6 +180,17 @@ export class Metrics {
     "Requests answered 429, by route id.",
     ["route"],
   );
+  readonly rateLimitAdmitted = new Counter(
+    "vanguard_ratelimit_admitted_total",
+    "Requests admitted on rate-limited routes, by route id.",
+    ["route"],
+  );
+  readonly redisDuration = new Histogram(
+    "vanguard_redis_duration_seconds",
+    "Round trip of the rate-limit script to Redis (successful calls).",
+    [],
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1],
+  );
   readonly authRejected = new Counter(
     "vanguard_auth_rejected_total",
     "Requests refused by authentication, by route id and reason (missing, invalid, expired, malformed, unavailable).",
@@ -218,6 +229,8 @@ export class Metrics {
       this.duration,
       this.upstreamErrors,
       this.rateLimitRejected,
+      this.rateLimitAdmitted,
+      this.redisDuration,
       this.authRejected,
       this.redisErrors,
       this.discoveryEvents,

@@ -435,6 +435,7 @@ const redisSchema = object({
   url: optional(text(redisUrl)),
   url_env: optional(text(setEnv)),
   failure_mode: defaulted(choice(["open", "closed", "local"]), "local"),
+  timeout_ms: defaulted(integer(1, 10_000), 50),
 }, { exclusive: [["url", "url_env"]] });
 
 const apiKeySchema = object({

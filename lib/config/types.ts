@@ -40,6 +40,8 @@ export interface RedisConfig {
   /** Set when the URL comes from an environment variable. */
   readonly urlEnv?: string;
   readonly failureMode: RedisFailureMode;
+  /** A Redis command slower than this counts as a failure (failure_mode applies). */
+  readonly timeoutMs: number;
 }
 
 /** `auth:` */

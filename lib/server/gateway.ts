@@ -5,6 +5,10 @@ import type { Logger } from "../log/logger.ts";
 import { Authenticator } from "../auth/authenticator.ts";
 import type { JwksCachePolicy } from "../auth/jwks.ts";
 import { authenticate } from "../middleware/auth.ts";
+import { rateLimit, type RateLimitBackend } from "../middleware/rate_limit.ts";
+import { FailoverLimiter } from "../ratelimit/failover.ts";
+import { MemoryLimiter } from "../ratelimit/memory.ts";
+import { RedisLimiter } from "../ratelimit/redis.ts";
 import { errorBoundary, errorResponse } from "../middleware/error_boundary.ts";
 import { observe } from "../middleware/observe.ts";
 import { matchRoute } from "../middleware/route.ts";
@@ -59,6 +63,7 @@ export function buildChain(
     metrics: Metrics;
     accessLog: boolean;
     authenticator: Authenticator;
+    limiter: RateLimitBackend;
     extra: readonly Middleware[];
   },
   terminal: Handler,
@@ -68,7 +73,7 @@ export function buildChain(
     errorBoundary(parts),
     matchRoute(),
     authenticate(parts),
-    // rate limiting goes here
+    rateLimit(parts),
     ...parts.extra,
   ], terminal);
 }
@@ -76,8 +81,9 @@ export function buildChain(
 /** Starts the proxy and admin listeners. */
 export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const { config, logger } = options;
+  const env = options.env ?? ((name: string) => Deno.env.get(name));
   const authenticator = await Authenticator.create(config.auth, {
-    env: options.env ?? ((name) => Deno.env.get(name)),
+    env,
     readFile: options.readFile ?? ((path) => Deno.readTextFileSync(path)),
     now: options.now ?? Date.now,
     logger,
@@ -85,6 +91,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   });
   const server = config.server;
   const metrics = new Metrics();
+  const limiter = await buildLimiter(config, { env, logger, metrics });
   const routing = new RoutingState(tableFromConfig(config));
   const refreshGauges = (table: RoutingTable) => {
     metrics.serviceEndpoints.reset();
@@ -104,6 +111,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       metrics,
       accessLog: options.accessLog ?? true,
       authenticator,
+      limiter,
       extra: options.middleware ?? [],
     },
     proxy({
@@ -139,13 +147,6 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     onListen() {},
   }, adminHandler({ metrics, routing, isReady: () => true, isDraining: () => draining }));
 
-  const limited = config.routes.filter((route) => route.rateLimit).map((route) => route.id);
-  if (limited.length > 0) {
-    logger.warn("rate_limit_not_enforced", {
-      routes: limited,
-      message: "Rate limiting is not implemented yet: these limits are validated but not applied",
-    });
-  }
   logger.info("gateway_started", {
     proxy: `${proxyServer.addr.hostname}:${proxyServer.addr.port}`,
     admin: `${adminServer.addr.hostname}:${adminServer.addr.port}`,
@@ -169,6 +170,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     if (result === "timeout") logger.warn("shutdown_grace_expired", {});
     client.close();
     await authenticator.close();
+    await limiter.close();
     await adminServer.shutdown();
     logger.info("shutdown_complete", { drained: result === "drained" });
   }
@@ -180,6 +182,39 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     metrics,
     shutdown: () => stopping ??= shutdown(),
   };
+}
+
+/**
+ * Redis when configured (with the failure mode around it), else the
+ * in-memory limiter, which is exact for this instance only.
+ */
+async function buildLimiter(
+  config: Config,
+  deps: { env: (name: string) => string | undefined; logger: Logger; metrics: Metrics },
+): Promise<RateLimitBackend & { close(): Promise<void> }> {
+  const local = new MemoryLimiter();
+  const redis = config.redis;
+  if (redis === undefined) return local;
+  const url = redis.url ?? deps.env(redis.urlEnv!) ?? "";
+  let connectedOnce = false;
+  const primary = await RedisLimiter.create({
+    url,
+    timeoutMs: redis.timeoutMs,
+    onState(state) {
+      if (state === "ready") {
+        deps.logger.info("redis_connected", { reconnect: connectedOnce });
+        connectedOnce = true;
+      }
+    },
+  });
+  return new FailoverLimiter({
+    primary,
+    fallback: local,
+    mode: redis.failureMode,
+    timeoutMs: redis.timeoutMs,
+    logger: deps.logger,
+    metrics: deps.metrics,
+  });
 }
 
 function newContext(

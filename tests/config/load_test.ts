@@ -345,7 +345,7 @@ Deno.test("parseConfig() reads redis, auth and rate limits with their defaults",
     "::1/128",
     "fd00::/8",
   ]);
-  assert.deepEqual(config.redis, { urlEnv: "REDIS_URL", failureMode: "local" });
+  assert.deepEqual(config.redis, { urlEnv: "REDIS_URL", failureMode: "local", timeoutMs: 50 });
   assert.deepEqual(config.auth.apiKey, {
     header: "API-Key",
     keys: [{ id: "mobile", sha256: digest.toLowerCase() }, { id: "web", valueEnv: "WEB_KEY" }],
@@ -490,7 +490,7 @@ Deno.test("parseConfig() requires every variable a *_env key names to be set and
   ]);
   const { config } = load(NAMES_EVERY_ENV);
   // Only the names reach the config, never the secrets.
-  assert.deepEqual(config.redis, { urlEnv: "REDIS_URL", failureMode: "local" });
+  assert.deepEqual(config.redis, { urlEnv: "REDIS_URL", failureMode: "local", timeoutMs: 50 });
   assert.deepEqual(config.auth.apiKey?.keys, [{ id: "web", valueEnv: "WEB_KEY" }]);
   assert.equal(config.auth.jwt?.secretEnv, "JWT_SECRET");
   assert.ok(!JSON.stringify(config).includes(ENV.JWT_SECRET));

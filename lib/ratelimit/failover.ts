@@ -1,0 +1,81 @@
+import type { Metrics } from "../admin/metrics.ts";
+import type { RedisFailureMode } from "../config/types.ts";
+import type { Logger } from "../log/logger.ts";
+import type { Decision, Limiter, LimitRequest } from "./limiter.ts";
+
+/** What a check answers when the primary limiter cannot: a decision, or "admit"/"refuse" without one. */
+export type FailoverDecision = Decision | "admit" | "refuse";
+
+/**
+ * Puts Redis's failure mode around the Redis limiter: `open` admits,
+ * `closed` refuses, `local` asks the in-memory limiter. Logs an outage once
+ * when it starts and once when it ends, counts every failed command, and
+ * never waits longer than the timeout, whatever the client library does.
+ */
+export class FailoverLimiter {
+  readonly #primary: Limiter;
+  readonly #fallback: Limiter;
+  readonly #mode: RedisFailureMode;
+  readonly #timeoutMs: number;
+  readonly #logger: Logger;
+  readonly #metrics: Metrics;
+  #down = false;
+
+  constructor(options: {
+    primary: Limiter;
+    fallback: Limiter;
+    mode: RedisFailureMode;
+    timeoutMs: number;
+    logger: Logger;
+    metrics: Metrics;
+  }) {
+    this.#primary = options.primary;
+    this.#fallback = options.fallback;
+    this.#mode = options.mode;
+    this.#timeoutMs = options.timeoutMs;
+    this.#logger = options.logger;
+    this.#metrics = options.metrics;
+  }
+
+  /** Checks with the primary, or applies the failure mode. */
+  async check(request: LimitRequest): Promise<FailoverDecision> {
+    const started = performance.now();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      const decision = await Promise.race([
+        this.#primary.check(request),
+        new Promise<never>((_, reject) => {
+          // a safety net over the client's own command timeout
+          timer = setTimeout(
+            () => reject(new Error(`Redis did not answer within ${this.#timeoutMs} ms`)),
+            this.#timeoutMs * 2,
+          );
+        }),
+      ]);
+      this.#metrics.redisDuration.observe({}, (performance.now() - started) / 1000);
+      if (this.#down) {
+        this.#down = false;
+        this.#logger.info("redis_recovered", {});
+      }
+      return decision;
+    } catch (error) {
+      this.#metrics.redisErrors.inc();
+      if (!this.#down) {
+        this.#down = true;
+        this.#logger.warn("redis_unavailable", {
+          message: error instanceof Error ? error.message : String(error),
+          failure_mode: this.#mode,
+        });
+      }
+      if (this.#mode === "open") return "admit";
+      if (this.#mode === "closed") return "refuse";
+      return this.#fallback.check(request);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([this.#primary.close(), this.#fallback.close()]);
+  }
+}

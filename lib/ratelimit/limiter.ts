@@ -1,0 +1,24 @@
+/** The outcome of one rate-limit check. */
+export interface Decision {
+  readonly allowed: boolean;
+  /** Requests still admitted in the current window after this one. */
+  readonly remaining: number;
+  /** Milliseconds until the oldest counted request leaves the window (a slot frees); 0 if none. */
+  readonly resetMs: number;
+}
+
+/** One policy applied to one client: at most `limit` requests in any `windowMs`. */
+export interface LimitRequest {
+  /** Opaque bucket key; never contains a secret (the caller hashes identifiers). */
+  readonly key: string;
+  readonly limit: number;
+  readonly windowMs: number;
+}
+
+/** A sliding-window-log limiter. */
+export interface Limiter {
+  /** Counts the request if admitted; rejected requests are not logged. */
+  check(request: LimitRequest): Promise<Decision>;
+  /** Releases connections and timers. */
+  close(): Promise<void>;
+}
