@@ -269,6 +269,10 @@ export interface TestRedis {
   restart(): Promise<void>;
   /** Stops the server for good. */
   stop(): Promise<void>;
+  /** SIGSTOP: connections stay open but nothing answers, as with a hung server. */
+  pause(): void;
+  /** SIGCONT after pause(). */
+  resume(): void;
 }
 
 /** Starts `redis-server` (it must be on PATH) and waits until it answers PING. */
@@ -308,7 +312,20 @@ export async function startRedis(): Promise<TestRedis> {
     child = undefined;
   };
   await launch();
-  return { url: `redis://127.0.0.1:${port}`, port, kill, restart: launch, stop: kill };
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    port,
+    kill,
+    restart: launch,
+    stop: async () => {
+      try {
+        child?.kill("SIGCONT");
+      } catch { /* gone */ }
+      await kill();
+    },
+    pause: () => child?.kill("SIGSTOP"),
+    resume: () => child?.kill("SIGCONT"),
+  };
 }
 
 async function pingRedis(port: number): Promise<boolean> {

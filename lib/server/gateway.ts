@@ -211,7 +211,6 @@ async function buildLimiter(
     primary,
     fallback: local,
     mode: redis.failureMode,
-    timeoutMs: redis.timeoutMs,
     logger: deps.logger,
     metrics: deps.metrics,
   });

@@ -252,3 +252,31 @@ for (const mode of ["open", "closed", "local"] as const) {
     }
   });
 }
+
+Deno.test("Redis hung (SIGSTOP): every response arrives within the timeout, and limiting resumes", async () => {
+  const redis = await startRedis();
+  const upstream = startUpstream(() => new Response("ok"));
+  const gw = await startTestGateway(
+    limitedConfig(upstream, { limit: 100, period: 60, redis: redisSection(redis, "closed") }),
+  );
+  try {
+    await eventually(5000, "Redis", () => gw.logs.some((r) => r.event === "redis_connected"));
+    assert.deepEqual(tally(await statuses([gw], 2)), { 200: 2 });
+    redis.pause();
+    const started = performance.now();
+    assert.deepEqual(tally(await statuses([gw], 5)), { 503: 5 });
+    const elapsed = performance.now() - started;
+    assert.ok(elapsed < 1000, `took ${elapsed} ms with Redis hung (timeout 100 ms)`);
+    redis.resume();
+    await eventually(
+      5000,
+      "Redis to answer again",
+      async () => (await statuses([gw], 1))[0] === 200,
+    );
+  } finally {
+    redis.resume();
+    await gw.close();
+    await upstream.close();
+    await redis.stop();
+  }
+});

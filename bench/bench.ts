@@ -1,0 +1,316 @@
+/**
+ * deno task bench: load figures for Vanguard next to nginx, from one run,
+ * scenarios interleaved round by round (A B C ... A B C ...) so that a
+ * change in machine load hits all of them alike.
+ *
+ *   deno task bench [--seconds 5] [--rounds 3] [--connections 50]
+ *
+ * Needs wrk (apt-get install -y wrk); uses nginx (apt-get install -y nginx)
+ * as backend and as the reference proxy when installed, and redis-server for
+ * the Redis-limited route when installed.
+ */
+import { sha256Hex } from "../lib/auth/api_keys.ts";
+
+const ROOT = new URL("..", import.meta.url).pathname;
+const TMP = `${ROOT}bench/.tmp`;
+const API_KEY = "vg_benchmark-key-0123456789abcdef";
+
+interface Options {
+  seconds: number;
+  rounds: number;
+  connections: number;
+}
+
+function parseArgs(args: string[]): Options {
+  const options = { seconds: 5, rounds: 3, connections: 50 };
+  for (let i = 0; i < args.length; i += 2) {
+    const key = args[i].replace(/^--/, "") as keyof Options;
+    if (!(key in options) || !Number.isFinite(Number(args[i + 1]))) {
+      throw new Error(`Unknown or bad argument ${args[i]} ${args[i + 1] ?? ""}`);
+    }
+    options[key] = Number(args[i + 1]);
+  }
+  return options;
+}
+
+async function which(command: string): Promise<boolean> {
+  const result = await new Deno.Command("sh", {
+    args: ["-c", `command -v ${command}`],
+    stdout: "null",
+  })
+    .output();
+  return result.success;
+}
+
+async function waitForPort(port: number, ms = 15000): Promise<void> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    try {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      conn.close();
+      return;
+    } catch {
+      if (Date.now() > deadline) throw new Error(`Nothing listens on port ${port}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+}
+
+function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
+const children: Deno.ChildProcess[] = [];
+function spawn(command: string, args: string[], cwd = ROOT): Deno.ChildProcess {
+  const child = new Deno.Command(command, { args, cwd, stdout: "null", stderr: "piped" }).spawn();
+  children.push(child);
+  return child;
+}
+
+async function stopAll(): Promise<void> {
+  for (const child of children) {
+    try {
+      child.kill("SIGTERM");
+    } catch { /* gone */ }
+  }
+  await Promise.all(children.map((child) => child.status));
+}
+
+/** The permission flags of `deno task start`, read from deno.json so the bench runs what users run. */
+async function startFlags(): Promise<string[]> {
+  const denoJson = JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`));
+  const words: string[] = denoJson.tasks.start.split(/\s+/);
+  return words.filter((word) => word.startsWith("--allow-"));
+}
+
+async function peakRssMb(pid: number): Promise<number> {
+  // Deno asks for --allow-all to read /proc directly; cat is already allowed (--allow-run).
+  const output = await new Deno.Command("cat", { args: [`/proc/${pid}/status`], stdout: "piped" })
+    .output();
+  const kb = Number(new TextDecoder().decode(output.stdout).match(/VmHWM:\s+(\d+)/)?.[1] ?? 0);
+  return Math.round(kb / 1024);
+}
+
+interface Result {
+  rps: number;
+  p50: number;
+  p99: number;
+  errors: number;
+}
+
+function parseMs(text: string): number {
+  const match = text.match(/([\d.]+)(us|ms|s)/);
+  if (!match) return NaN;
+  const value = Number(match[1]);
+  return match[2] === "us" ? value / 1000 : match[2] === "s" ? value * 1000 : value;
+}
+
+async function wrk(url: string, options: Options, script?: string): Promise<Result> {
+  const args = ["-t1", `-c${options.connections}`, `-d${options.seconds}s`, "--latency"];
+  if (script) args.push("-s", script);
+  const output = await new Deno.Command("wrk", { args: [...args, url], stdout: "piped" }).output();
+  const text = new TextDecoder().decode(output.stdout);
+  const errors = Number(text.match(/Non-2xx or 3xx responses: (\d+)/)?.[1] ?? 0) +
+    [...text.matchAll(/(connect|read|write|timeout) (\d+)/g)].reduce((n, m) => n + Number(m[2]), 0);
+  return {
+    rps: Number(text.match(/Requests\/sec:\s+([\d.]+)/)?.[1] ?? 0),
+    p50: parseMs(text.match(/50%\s+(\S+)/)?.[1] ?? ""),
+    p99: parseMs(text.match(/99%\s+(\S+)/)?.[1] ?? ""),
+    errors,
+  };
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+async function main(): Promise<number> {
+  const options = parseArgs(Deno.args);
+  if (!(await which("wrk"))) {
+    console.error("wrk is not installed: apt-get install -y wrk");
+    return 1;
+  }
+  const haveNginx = await which("nginx");
+  const haveRedis = await which("redis-server");
+  await Deno.mkdir(TMP, { recursive: true });
+
+  const backendPort = freePort();
+  const nginxProxyPort = freePort();
+  if (haveNginx) {
+    await Deno.writeTextFile(`${TMP}/big.bin`, "x".repeat(100 * 1024));
+    await Deno.writeTextFile(
+      `${TMP}/nginx.conf`,
+      `worker_processes 1;
+daemon off;
+pid ${TMP}/nginx.pid;
+error_log ${TMP}/nginx-error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path ${TMP}; proxy_temp_path ${TMP}; fastcgi_temp_path ${TMP};
+  uwsgi_temp_path ${TMP}; scgi_temp_path ${TMP};
+  upstream backend { server 127.0.0.1:${backendPort}; keepalive 64; }
+  server {
+    listen 127.0.0.1:${backendPort};
+    location / { return 200 "hello world"; }
+    location /big/100k { alias ${TMP}/big.bin; }
+  }
+  server {
+    listen 127.0.0.1:${nginxProxyPort};
+    location / {
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+`,
+    );
+    spawn("nginx", ["-c", `${TMP}/nginx.conf`]);
+  } else {
+    spawn("deno", ["run", `--allow-net=127.0.0.1`, "bench/backend.ts", String(backendPort)]);
+  }
+  await waitForPort(backendPort);
+
+  let redisPort: number | undefined;
+  if (haveRedis) {
+    redisPort = freePort();
+    spawn("redis-server", ["--port", String(redisPort), "--bind", "127.0.0.1", "--save", ""]);
+    await waitForPort(redisPort);
+  }
+
+  const gatewayConfig = (port: number, redis: boolean) =>
+    `server:
+  host: 127.0.0.1
+  port: ${port}
+  admin_host: 127.0.0.1
+  admin_port: ${freePort()}
+${redis ? `redis:\n  url: redis://127.0.0.1:${redisPort}\n  failure_mode: closed\n` : ""}auth:
+  api_key:
+    keys:
+      - { id: bench, sha256: "${sha256Hex(API_KEY)}" }
+services:
+  backend: { urls: [http://127.0.0.1:${backendPort}] }
+routes:
+  - { id: plain, path_prefix: /plain, service_name: backend }
+  - { id: big, path_prefix: /big, service_name: backend }
+  - id: limited
+    path_prefix: /limited
+    service_name: backend
+    auth_required: true
+    rate_limit: { requests_per_period: 100000, period_seconds: 60, client_identifier: X-Client }
+`;
+  const flags = await startFlags();
+  const memoryPort = freePort();
+  const redisGatewayPort = freePort();
+  await Deno.writeTextFile(`${TMP}/memory.yaml`, gatewayConfig(memoryPort, false));
+  const memoryGateway = spawn("deno", [
+    "run",
+    ...flags,
+    "main.ts",
+    "--config",
+    "bench/.tmp/memory.yaml",
+  ]);
+  let redisGateway: Deno.ChildProcess | undefined;
+  if (haveRedis) {
+    await Deno.writeTextFile(`${TMP}/redis.yaml`, gatewayConfig(redisGatewayPort, true));
+    redisGateway = spawn("deno", ["run", ...flags, "main.ts", "--config", "bench/.tmp/redis.yaml"]);
+  }
+  await waitForPort(memoryPort);
+  if (redisGateway) await waitForPort(redisGatewayPort);
+
+  // 10,000 clients with an API key each request: a realistic spread of buckets.
+  const script = `${TMP}/limited.lua`;
+  await Deno.writeTextFile(
+    script,
+    `request = function()
+  return wrk.format(nil, nil, { ["API-Key"] = "${API_KEY}", ["X-Client"] = tostring(math.random(1, 10000)) })
+end
+`,
+  );
+
+  const scenarios: { name: string; url: string; script?: string }[] = [
+    { name: "backend direct", url: `http://127.0.0.1:${backendPort}/plain` },
+    ...(haveNginx
+      ? [{ name: "nginx proxy", url: `http://127.0.0.1:${nginxProxyPort}/plain` }]
+      : []),
+    { name: "vanguard plain", url: `http://127.0.0.1:${memoryPort}/plain` },
+    { name: "vanguard auth+limit (memory)", url: `http://127.0.0.1:${memoryPort}/limited`, script },
+    ...(redisGateway
+      ? [{
+        name: "vanguard auth+limit (redis)",
+        url: `http://127.0.0.1:${redisGatewayPort}/limited`,
+        script,
+      }]
+      : []),
+    { name: "vanguard 100 KB response", url: `http://127.0.0.1:${memoryPort}/big/100k` },
+  ];
+
+  console.log(
+    `Machine: ${navigator.hardwareConcurrency} cores, shared by wrk, the backend, the proxies and Redis.`,
+  );
+  console.log(
+    `Backend: ${haveNginx ? "nginx returning a fixed body" : "Deno (bench/backend.ts)"}; ` +
+      `wrk -t1 -c${options.connections} -d${options.seconds}s, ${options.rounds} interleaved rounds, medians shown.`,
+  );
+  // Warm up every target (JIT, connection pools) before measuring.
+  for (const scenario of scenarios) {
+    await wrk(scenario.url, { ...options, seconds: 2 }, scenario.script);
+  }
+  const results = new Map<string, Result[]>();
+  for (let round = 0; round < options.rounds; round++) {
+    for (const scenario of scenarios) {
+      const result = await wrk(scenario.url, options, scenario.script);
+      results.set(scenario.name, [...(results.get(scenario.name) ?? []), result]);
+    }
+  }
+
+  const summary = new Map<string, Result>();
+  console.log("\n| scenario | req/s | p50 ms | p99 ms | errors |");
+  console.log("| --- | ---: | ---: | ---: | ---: |");
+  for (const [name, runs] of results) {
+    const row = {
+      rps: median(runs.map((r) => r.rps)),
+      p50: median(runs.map((r) => r.p50)),
+      p99: median(runs.map((r) => r.p99)),
+      errors: runs.reduce((n, r) => n + r.errors, 0),
+    };
+    summary.set(name, row);
+    console.log(
+      `| ${name} | ${Math.round(row.rps)} | ${row.p50.toFixed(2)} | ${
+        row.p99.toFixed(2)
+      } | ${row.errors} |`,
+    );
+  }
+  console.log(
+    `\nPeak RSS: gateway (memory) ${await peakRssMb(memoryGateway.pid)} MB` +
+      (redisGateway ? `, gateway (redis) ${await peakRssMb(redisGateway.pid)} MB` : ""),
+  );
+  const ratio = (a: string, b: string) => {
+    const x = summary.get(a), y = summary.get(b);
+    return x && y ? (x.rps / y.rps).toFixed(2) : "n/a";
+  };
+  console.log(`vanguard plain / nginx proxy: ${ratio("vanguard plain", "nginx proxy")}`);
+  console.log(
+    `auth+limit (memory) / plain: ${ratio("vanguard auth+limit (memory)", "vanguard plain")}`,
+  );
+  console.log(
+    `auth+limit (redis) / plain: ${ratio("vanguard auth+limit (redis)", "vanguard plain")}`,
+  );
+  const nginx = summary.get("nginx proxy"), plain = summary.get("vanguard plain");
+  if (nginx && plain) {
+    console.log(`p99 vanguard plain / nginx proxy: ${(plain.p99 / nginx.p99).toFixed(2)}`);
+  }
+  return 0;
+}
+
+try {
+  Deno.exitCode = await main();
+} finally {
+  await stopAll();
+}
