@@ -16,6 +16,8 @@ const USAGE = `Usage:
   main.ts demo                      run two sample services behind the gateway
   main.ts apikey ID                 print a new API key and its config entry`;
 
+const logger = jsonLogger();
+
 async function main(args: string[]): Promise<number> {
   const command = args[0] && !args[0].startsWith("-") ? args[0] : "start";
   const rest = command === args[0] ? args.slice(1) : args;
@@ -29,7 +31,7 @@ async function main(args: string[]): Promise<number> {
     case "start":
       return await start(rest);
     case "demo":
-      return await runDemo(jsonLogger());
+      return await runDemo(logger);
     case "apikey":
       return apikey(rest[0]);
     default:
@@ -83,7 +85,6 @@ async function start(args: string[]): Promise<number> {
       return 2;
     }
   }
-  const logger = jsonLogger();
   const result = await loadConfigFile(path);
   for (const warning of result.warnings) {
     logger.warn("config_warning", { problem: formatProblem(warning) });
@@ -100,5 +101,7 @@ async function start(args: string[]): Promise<number> {
 }
 
 if (import.meta.main) {
-  Deno.exit(await main(Deno.args));
+  const code = await main(Deno.args);
+  logger.flush();
+  Deno.exit(code);
 }

@@ -1,0 +1,59 @@
+/** A pending deadline; pass it back to cancel(). */
+export interface Deadline {
+  readonly at: number;
+  readonly fire: () => void;
+}
+
+/**
+ * Many timeouts on one timer. A Deno timer costs a few microseconds to arm
+ * and clear; at thousands of requests a second one shared interval that
+ * checks the pending deadlines every `resolutionMs` is cheaper, and a
+ * timeout that fires up to that much late is fine for upstream timeouts.
+ */
+export class Deadlines {
+  readonly #pending = new Set<Deadline>();
+  readonly #resolutionMs: number;
+  #timer: number | undefined;
+
+  constructor(resolutionMs = 10) {
+    this.#resolutionMs = resolutionMs;
+  }
+
+  /** Calls `fire` once, `ms` from now, unless cancelled. */
+  add(ms: number, fire: () => void): Deadline {
+    const deadline = { at: performance.now() + ms, fire };
+    this.#pending.add(deadline);
+    if (this.#timer === undefined) {
+      this.#timer = setInterval(() => this.#tick(), this.#resolutionMs) as unknown as number;
+      Deno.unrefTimer(this.#timer);
+    }
+    return deadline;
+  }
+
+  /** Forgets a deadline (idempotent). */
+  cancel(deadline: Deadline): void {
+    this.#pending.delete(deadline);
+  }
+
+  /** Stops the shared timer (pending deadlines never fire). */
+  close(): void {
+    this.#pending.clear();
+    this.#stop();
+  }
+
+  #tick(): void {
+    const now = performance.now();
+    for (const deadline of this.#pending) {
+      if (deadline.at <= now) {
+        this.#pending.delete(deadline);
+        deadline.fire();
+      }
+    }
+    if (this.#pending.size === 0) this.#stop();
+  }
+
+  #stop(): void {
+    if (this.#timer !== undefined) clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+}
