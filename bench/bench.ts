@@ -117,8 +117,8 @@ async function wrk(url: string, options: Options, script?: string): Promise<Resu
     [...text.matchAll(/(connect|read|write|timeout) (\d+)/g)].reduce((n, m) => n + Number(m[2]), 0);
   return {
     rps: Number(text.match(/Requests\/sec:\s+([\d.]+)/)?.[1] ?? 0),
-    p50: parseMs(text.match(/50%\s+(\S+)/)?.[1] ?? ""),
-    p99: parseMs(text.match(/99%\s+(\S+)/)?.[1] ?? ""),
+    p50: parseMs(text.match(/^\s+50%\s+(\S+)/m)?.[1] ?? ""),
+    p99: parseMs(text.match(/^\s+99%\s+(\S+)/m)?.[1] ?? ""),
     errors,
   };
 }
@@ -235,11 +235,12 @@ end
   );
 
   const scenarios: { name: string; url: string; script?: string }[] = [
-    { name: "backend direct", url: `http://127.0.0.1:${backendPort}/plain` },
+    { name: "backend direct", url: `http://127.0.0.1:${backendPort}/plain`, script },
     ...(haveNginx
       ? [{ name: "nginx proxy", url: `http://127.0.0.1:${nginxProxyPort}/plain` }]
       : []),
-    { name: "vanguard plain", url: `http://127.0.0.1:${memoryPort}/plain` },
+    // The same client script as the limited routes, so wrk does the same work in both.
+    { name: "vanguard plain", url: `http://127.0.0.1:${memoryPort}/plain`, script },
     { name: "vanguard auth+limit (memory)", url: `http://127.0.0.1:${memoryPort}/limited`, script },
     ...(redisGateway
       ? [{

@@ -172,7 +172,7 @@ export class Metrics {
   );
   readonly upstreamErrors = new Counter(
     "vanguard_upstream_errors_total",
-    "Failed upstream exchanges, by service and kind (refused, reset, timeout, dns, aborted, body_error).",
+    "Failed upstream exchanges, by service and kind (refused, reset, timeout, dns, aborted, protocol).",
     ["service", "kind"],
   );
   readonly rateLimitRejected = new Counter(
