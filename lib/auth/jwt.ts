@@ -107,12 +107,15 @@ async function keyFromFile(
   return await perAlgorithm(algorithms, file, (alg) => importSPKI(spki, alg));
 }
 
+/** What jose's importers return (its own CryptoKey type, which node's typings also define). */
+type ImportedKey = Awaited<ReturnType<typeof importJWK>>;
+
 async function perAlgorithm(
   algorithms: readonly string[],
   file: string,
-  load: (alg: string) => Promise<CryptoKey | Uint8Array>,
+  load: (alg: string) => Promise<ImportedKey>,
 ): Promise<JWTVerifyGetKey> {
-  const keys = new Map<string, CryptoKey | Uint8Array>();
+  const keys = new Map<string, ImportedKey>();
   for (const alg of algorithms) {
     try {
       keys.set(alg, await load(alg));

@@ -30,6 +30,7 @@ import {
   text,
   type Walk,
 } from "./schema.ts";
+import { checkPathPrefix } from "../routing/path.ts";
 import type { Config, ConfigProblem, ConfigWarning } from "./types.ts";
 
 /** Where {@linkcode parseConfig} reads from, besides the config text. */
@@ -292,26 +293,8 @@ function algorithm(value: string): string {
 }
 
 function pathPrefix(value: string): string {
-  if (!value.startsWith("/")) reject(`must start with "/", got ${JSON.stringify(value)}`);
-  const forbidden: [string, string][] = [
-    ["%", `"%"`],
-    ["\\", "a backslash"],
-    ["\0", "a NUL character"],
-    ["?", `"?"`],
-    ["#", `"#"`],
-    ["//", `"//"`],
-  ];
-  for (const [needle, label] of forbidden) {
-    if (value.includes(needle)) reject(`must not contain ${label}, got ${JSON.stringify(value)}`);
-  }
-  // Requests arrive percent-encoded, so a raw space or control character could never match.
-  if ([...value].some((char) => char <= " " || char === "\x7f")) {
-    reject(`must not contain whitespace or control characters, got ${JSON.stringify(value)}`);
-  }
-  if (value.split("/").some((segment) => segment === "." || segment === "..")) {
-    reject(`must not contain "." or ".." segments, got ${JSON.stringify(value)}`);
-  }
-  return value.length > 1 && value.endsWith("/") ? value.slice(0, -1) : value;
+  const checked = checkPathPrefix(value);
+  return "problem" in checked ? reject(checked.problem) : checked.prefix;
 }
 
 // ---- cross-item rules ---------------------------------------------------------------------------

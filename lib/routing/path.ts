@@ -97,3 +97,33 @@ export function encodeSegment(segment: string): string {
     (escape) => String.fromCharCode(parseInt(escape.slice(1), 16)),
   );
 }
+
+/**
+ * Checks a configured route prefix (config file or Service annotation) and
+ * returns it canonical (no trailing slash except `/`), or a problem. A
+ * prefix must be a path that canonicalizePath() could produce, or no
+ * request could ever match it.
+ */
+export function checkPathPrefix(value: string): { prefix: string } | { problem: string } {
+  const shown = JSON.stringify(value);
+  if (!value.startsWith("/")) return { problem: `must start with "/", got ${shown}` };
+  const forbidden: [string, string][] = [
+    ["%", `"%"`],
+    ["\\", "a backslash"],
+    ["?", `"?"`],
+    ["#", `"#"`],
+    [";", `";"`],
+    ["//", `"//"`],
+  ];
+  for (const [needle, label] of forbidden) {
+    if (value.includes(needle)) return { problem: `must not contain ${label}, got ${shown}` };
+  }
+  // Requests arrive percent-encoded, so a raw space or control character could never match.
+  if ([...value].some((char) => char <= " " || char === "\x7f")) {
+    return { problem: `must not contain whitespace or control characters, got ${shown}` };
+  }
+  if (value.split("/").some((segment) => segment === "." || segment === "..")) {
+    return { problem: `must not contain "." or ".." segments, got ${shown}` };
+  }
+  return { prefix: value.length > 1 && value.endsWith("/") ? value.slice(0, -1) : value };
+}

@@ -43,7 +43,7 @@ async function keyPair(alg: "RS256" | "ES256", kid: string) {
 type Pair = Awaited<ReturnType<typeof keyPair>>;
 
 function mint(
-  pair: { privateKey: CryptoKey | Uint8Array; kid?: string; alg: string },
+  pair: { privateKey: Parameters<SignJWT["sign"]>[0]; kid?: string; alg: string },
   claims: Record<string, unknown> = {},
   options: { exp?: number | string | null; iss?: string; aud?: string; nbf?: number } = {},
 ): Promise<string> {
