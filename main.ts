@@ -94,7 +94,15 @@ async function start(args: string[]): Promise<number> {
     logger.error("config_invalid", { file: path, problems: result.problems.length });
     return 1;
   }
-  const gateway = await startGateway({ config: result.config, logger });
+  let gateway;
+  try {
+    gateway = await startGateway({ config: result.config, logger });
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    logger.error("startup_failed", { message });
+    console.error(`Vanguard cannot start: ${message}`);
+    return 1;
+  }
   await untilSignal(logger);
   await gateway.shutdown();
   return 0;

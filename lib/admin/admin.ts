@@ -61,7 +61,17 @@ function routesBody(routing: RoutingState): unknown {
           }
           : null,
         service_source: service?.source ?? null,
-        endpoints: (service?.endpoints ?? []).map((e) => ({ url: e.url, ready: e.ready })),
+        endpoints: (service?.endpoints ?? []).map((e) =>
+          e.terminating
+            ? {
+              url: e.url,
+              ready: e.ready,
+              terminating: true,
+              // not ready, but getting traffic because no endpoint of the service is
+              serving: service!.ready.includes(e),
+            }
+            : { url: e.url, ready: e.ready }
+        ),
       };
     }),
   };

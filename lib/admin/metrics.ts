@@ -203,9 +203,20 @@ export class Metrics {
   );
   readonly discoveryEvents = new Counter(
     "vanguard_discovery_events_total",
-    "Kubernetes watch events received, by kind.",
+    "Kubernetes watch events by kind: ADDED, MODIFIED, DELETED, BOOKMARK, ERROR (failed list or watch), RELIST.",
     ["kind"],
   );
+  readonly discoveryConnected = new Gauge(
+    "vanguard_discovery_connected",
+    "1 while every Kubernetes watch is open, else 0.",
+    [],
+  );
+  readonly discoveryLastEventAge = new Gauge(
+    "vanguard_discovery_last_event_age_seconds",
+    "Seconds since the quietest watch last received an event or bookmark (-1: never).",
+    [],
+  );
+  readonly #beforeRender: (() => void)[] = [];
   readonly serviceEndpoints = new Gauge(
     "vanguard_service_endpoints",
     "Ready endpoints per service in the current routing table.",
@@ -222,8 +233,14 @@ export class Metrics {
     [],
   );
 
+  /** Registers a function that refreshes computed gauges before each scrape. */
+  beforeRender(refresh: () => void): void {
+    this.#beforeRender.push(refresh);
+  }
+
   /** The whole registry in Prometheus text format. */
   render(): string {
+    for (const refresh of this.#beforeRender) refresh();
     return [
       this.requests,
       this.duration,
@@ -234,6 +251,8 @@ export class Metrics {
       this.authRejected,
       this.redisErrors,
       this.discoveryEvents,
+      this.discoveryConnected,
+      this.discoveryLastEventAge,
       this.serviceEndpoints,
       this.inFlight,
       this.tableVersion,

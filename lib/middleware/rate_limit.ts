@@ -64,11 +64,21 @@ export function rateLimit(deps: { limiter: RateLimitBackend; metrics: Metrics })
 }
 
 /**
+ * The identifier of routes made from Service annotations: the authenticated
+ * consumer, else the client address. (Not writable in config: a header name
+ * cannot contain "@".)
+ */
+export const CONSUMER_IDENTIFIER = "@consumer";
+
+/**
  * Who a request counts against: the named header's value, else (header
- * absent, or `IP`) the client address. The two are kept apart by a prefix,
- * so a header value cannot impersonate an address bucket.
+ * absent, or `IP`) the client address. The kinds are kept apart by a
+ * prefix, so a header value cannot impersonate an address bucket.
  */
 export function clientIdentity(ctx: RequestContext, identifier: string): string {
+  if (identifier === CONSUMER_IDENTIFIER) {
+    return ctx.consumer !== undefined ? `c:${ctx.consumer}` : `ip:${ctx.clientAddress}`;
+  }
   if (identifier.toUpperCase() !== "IP") {
     const value = ctx.request.headers.get(identifier);
     if (value !== null && value.trim() !== "") return `h:${value}`;

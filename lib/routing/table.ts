@@ -8,6 +8,8 @@ export interface Endpoint {
   /** Origin, e.g. `http://10.0.0.7:8080`. */
   readonly url: string;
   readonly ready: boolean;
+  /** Set on endpoints that are shutting down but still serving (used only when none is ready). */
+  readonly terminating?: boolean;
 }
 
 /** A service's endpoints in one snapshot. */

@@ -3,6 +3,11 @@ import { Metrics } from "../admin/metrics.ts";
 import type { Config } from "../config/types.ts";
 import type { Logger } from "../log/logger.ts";
 import { Authenticator } from "../auth/authenticator.ts";
+import {
+  discoveryEnabled,
+  type DiscoveryTuning,
+  KubernetesDiscovery,
+} from "../discovery/kubernetes.ts";
 import type { JwksCachePolicy } from "../auth/jwks.ts";
 import { authenticate } from "../middleware/auth.ts";
 import { rateLimit, type RateLimitBackend } from "../middleware/rate_limit.ts";
@@ -41,6 +46,8 @@ export interface GatewayOptions {
   readonly now?: () => number;
   /** JWKS caching (default DEFAULT_JWKS_POLICY). */
   readonly jwksPolicy?: JwksCachePolicy;
+  /** Kubernetes watch timing (tests shrink it). */
+  readonly discoveryTuning?: Partial<DiscoveryTuning>;
 }
 
 /** A running gateway. */
@@ -102,6 +109,16 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   };
   refreshGauges(routing.current);
   routing.onSwap(refreshGauges);
+  const discovery = discoveryEnabled(config, env)
+    ? await KubernetesDiscovery.start({
+      config,
+      routing,
+      logger,
+      metrics,
+      env,
+      tuning: options.discoveryTuning,
+    })
+    : undefined;
 
   const client = new UpstreamClient();
   const trusted = new CidrSet(server.trustedProxies);
@@ -141,11 +158,19 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     return handler(ctx);
   });
 
-  const adminServer = Deno.serve({
-    port: options.listen?.adminPort ?? server.adminPort,
-    hostname: options.listen?.adminHost ?? server.adminHost,
-    onListen() {},
-  }, adminHandler({ metrics, routing, isReady: () => true, isDraining: () => draining }));
+  const adminServer = Deno.serve(
+    {
+      port: options.listen?.adminPort ?? server.adminPort,
+      hostname: options.listen?.adminHost ?? server.adminHost,
+      onListen() {},
+    },
+    adminHandler({
+      metrics,
+      routing,
+      isReady: () => discovery?.synced ?? true,
+      isDraining: () => draining,
+    }),
+  );
 
   logger.info("gateway_started", {
     proxy: `${proxyServer.addr.hostname}:${proxyServer.addr.port}`,
@@ -169,6 +194,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     clearTimeout(timer);
     if (result === "timeout") logger.warn("shutdown_grace_expired", {});
     client.close();
+    await discovery?.stop();
     await authenticator.close();
     await limiter.close();
     await adminServer.shutdown();

@@ -1,0 +1,203 @@
+import type { Metrics } from "../admin/metrics.ts";
+import type { Config } from "../config/types.ts";
+import type { Logger } from "../log/logger.ts";
+import type { RoutingState } from "../routing/table.ts";
+import { type KubeAccess, loadKubeAccess } from "./kube_access.ts";
+import { ListWatch, type WatchTuning } from "./list_watch.ts";
+import {
+  buildSnapshot,
+  fingerprint,
+  type KubeEndpointSlice,
+  type KubeService,
+} from "./snapshot.ts";
+
+/** Discovery timing; the defaults suit a cluster, tests shrink them. */
+export interface DiscoveryTuning extends WatchTuning {
+  /** Changes within this window make one rebuild. */
+  readonly coalesceMs: number;
+}
+
+/**
+ * Whether discovery runs: as configured, else when running in a cluster
+ * or when a kubeconfig is named (config key or $KUBECONFIG).
+ */
+export function discoveryEnabled(
+  config: Config,
+  env: (name: string) => string | undefined,
+): boolean {
+  const kubernetes = config.discovery.kubernetes;
+  if (kubernetes?.enabled !== undefined) return kubernetes.enabled;
+  return Boolean(kubernetes?.kubeconfig || env("KUBECONFIG") || env("KUBERNETES_SERVICE_HOST"));
+}
+
+/**
+ * The namespaces to watch: the default one, and every namespace a route
+ * names as `service.namespace` (unless that name is a static service).
+ */
+export function watchedNamespaces(config: Config): string[] {
+  const namespaces = new Set([config.discovery.kubernetes?.namespace ?? "default"]);
+  for (const route of config.routes) {
+    if (route.serviceName in config.services) continue;
+    const dot = route.serviceName.indexOf(".");
+    if (dot > 0) namespaces.add(route.serviceName.slice(dot + 1));
+  }
+  return [...namespaces].sort();
+}
+
+/**
+ * Kubernetes service discovery: watches Services and EndpointSlices and
+ * swaps a new routing table in when what they describe changes. It only
+ * produces tables; requests never wait on it. While the API server is
+ * unreachable the last table keeps serving.
+ */
+export class KubernetesDiscovery {
+  readonly #config: Config;
+  readonly #routing: RoutingState;
+  readonly #logger: Logger;
+  readonly #access: KubeAccess;
+  readonly #services: ListWatch<KubeService & { metadata: { resourceVersion?: string } }>[];
+  readonly #slices: ListWatch<KubeEndpointSlice & { metadata: { resourceVersion?: string } }>[];
+  readonly #coalesceMs: number;
+  #timer: number | undefined;
+  #lastFingerprint = "";
+  #lastWarnings = new Set<string>();
+  #synced = false;
+  #stopped = false;
+
+  private constructor(options: {
+    config: Config;
+    routing: RoutingState;
+    logger: Logger;
+    metrics: Metrics;
+    access: KubeAccess;
+    tuning?: Partial<DiscoveryTuning>;
+  }) {
+    this.#config = options.config;
+    this.#routing = options.routing;
+    this.#logger = options.logger;
+    this.#access = options.access;
+    this.#coalesceMs = options.tuning?.coalesceMs ?? 20;
+    const onChange = () => this.#schedule();
+    const onEvent = (kind: string) => options.metrics.discoveryEvents.inc({ kind });
+    const namespaces = watchedNamespaces(options.config);
+    this.#services = namespaces.map((namespace) =>
+      new ListWatch({
+        access: options.access,
+        path: `/api/v1/namespaces/${namespace}/services`,
+        name: `services in ${namespace}`,
+        logger: options.logger,
+        onChange,
+        onEvent,
+        tuning: options.tuning,
+      })
+    );
+    this.#slices = namespaces.map((namespace) =>
+      new ListWatch({
+        access: options.access,
+        path: `/apis/discovery.k8s.io/v1/namespaces/${namespace}/endpointslices`,
+        name: `endpointslices in ${namespace}`,
+        logger: options.logger,
+        onChange,
+        onEvent,
+        tuning: options.tuning,
+      })
+    );
+    const watches = [...this.#services, ...this.#slices];
+    const metrics = options.metrics;
+    metrics.beforeRender(() => {
+      metrics.discoveryConnected.set({}, watches.every((w) => w.connected) ? 1 : 0);
+      const last = Math.min(...watches.map((w) => w.lastEventAt));
+      metrics.discoveryLastEventAge.set({}, last > 0 ? (Date.now() - last) / 1000 : -1);
+    });
+  }
+
+  /**
+   * Loads credentials (a broken kubeconfig throws here, at start-up) and
+   * starts watching; does not wait for the first sync (see `synced`).
+   */
+  static async start(options: {
+    config: Config;
+    routing: RoutingState;
+    logger: Logger;
+    metrics: Metrics;
+    env: (name: string) => string | undefined;
+    tuning?: Partial<DiscoveryTuning>;
+  }): Promise<KubernetesDiscovery> {
+    const access = await loadKubeAccess({
+      kubeconfig: options.config.discovery.kubernetes?.kubeconfig,
+      env: options.env,
+    });
+    const discovery = new KubernetesDiscovery({ ...options, access });
+    options.logger.info("discovery_started", {
+      server: access.server,
+      namespaces: watchedNamespaces(options.config),
+    });
+    for (const watch of [...discovery.#services, ...discovery.#slices]) watch.start();
+    Promise.all([...discovery.#services, ...discovery.#slices].map((w) => w.firstSync)).then(() => {
+      if (discovery.#stopped) return;
+      discovery.#synced = true;
+      discovery.#rebuild();
+      options.logger.info("discovery_synced", {
+        services: discovery.#count(discovery.#services),
+        endpointslices: discovery.#count(discovery.#slices),
+      });
+    });
+    return discovery;
+  }
+
+  /** True once every watch has listed once and the first table is in. */
+  get synced(): boolean {
+    return this.#synced;
+  }
+
+  /** Stops every watch. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    await Promise.all([...this.#services, ...this.#slices].map((w) => w.stop()));
+    this.#access.close();
+  }
+
+  #count(watches: ListWatch<{ metadata: { name: string } }>[]): number {
+    return watches.reduce((n, w) => n + w.items.size, 0);
+  }
+
+  #schedule(): void {
+    // Until every watch has listed, a table would miss services or endpoints.
+    if (!this.#synced || this.#timer !== undefined || this.#stopped) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#rebuild();
+    }, this.#coalesceMs) as unknown as number;
+  }
+
+  #rebuild(): void {
+    const current = this.#routing.current;
+    const { table, warnings } = buildSnapshot(this.#config, {
+      services: this.#services.flatMap((w) => [...w.items.values()]),
+      slices: this.#slices.flatMap((w) => [...w.items.values()]),
+    }, current.version + 1);
+    this.#report(warnings.map((w) => `${w.service}: ${w.message}`));
+    const print = fingerprint(table);
+    if (print === this.#lastFingerprint) return;
+    this.#lastFingerprint = print;
+    this.#routing.swap(table);
+    this.#logger.info("routing_table_swapped", {
+      version: table.version,
+      routes: table.routes.length,
+      services: table.services.size,
+      ready_endpoints: [...table.services.values()].reduce((n, s) => n + s.ready.length, 0),
+    });
+  }
+
+  /** Logs each invalid Service once, not on every rebuild. */
+  #report(warnings: string[]): void {
+    const now = new Set(warnings);
+    for (const warning of now) {
+      if (!this.#lastWarnings.has(warning)) {
+        this.#logger.warn("discovery_service_skipped", { problem: warning });
+      }
+    }
+    this.#lastWarnings = now;
+  }
+}

@@ -1,0 +1,367 @@
+import type { Logger } from "../log/logger.ts";
+import type { KubeAccess } from "./kube_access.ts";
+
+/** Any object the API server lists: only its identity and version are read here. */
+export interface KubeObject {
+  metadata: { name: string; namespace?: string; resourceVersion?: string };
+}
+
+/** Timing of the list/watch loop; defaults suit a real cluster, tests shrink them. */
+export interface WatchTuning {
+  /** Asked of the server per watch (it closes the watch after this; we re-watch). */
+  readonly watchTimeoutSeconds: number;
+  /** No byte (event or bookmark) for this long: the watch is stalled, start another. */
+  readonly inactivityMs: number;
+  /** Backoff after failures: first delay, cap (jittered, doubling). */
+  readonly backoffInitialMs: number;
+  readonly backoffMaxMs: number;
+  /** Items per LIST page. */
+  readonly pageSize: number;
+}
+
+/** Defaults: 5 min watches, a stall after 90 s of silence, backoff 0.5 s to 30 s. */
+export const DEFAULT_TUNING: WatchTuning = {
+  watchTimeoutSeconds: 300,
+  inactivityMs: 90_000,
+  backoffInitialMs: 500,
+  backoffMaxMs: 30_000,
+  pageSize: 500,
+};
+
+/** An HTTP status (or watch ERROR event) that is not success. */
+class StatusError extends Error {
+  readonly status: number;
+  readonly retryAfterMs?: number;
+  constructor(status: number, message: string, retryAfterMs?: number) {
+    super(message);
+    this.status = status;
+    this.retryAfterMs = retryAfterMs;
+  }
+}
+
+type WatchEnd = "closed" | "gone" | "stalled";
+
+/**
+ * Keeps an up-to-date copy of one collection (e.g. the Services of one
+ * namespace) by the Kubernetes list/watch protocol: LIST, then WATCH from
+ * the list's resourceVersion, following every event's (and bookmark's)
+ * resourceVersion, so that a watch the server closes resumes where it
+ * ended without a relist. A 410 Gone (as status or as an ERROR event)
+ * means the version is too old: LIST again and replace the copy, which
+ * also catches deletions missed while disconnected. Failures back off
+ * with jitter; the copy is never cleared because the server is away.
+ */
+export class ListWatch<T extends KubeObject> {
+  /** The objects by `namespace/name`. */
+  readonly items = new Map<string, T>();
+  /** Set after the first complete LIST. */
+  synced = false;
+  /** Whether a watch is open now. */
+  connected = false;
+  /** When the last event or bookmark arrived (Date.now()), 0 if never. */
+  lastEventAt = 0;
+  relists = 0;
+  errors = 0;
+  /** Resolves after the first complete LIST. */
+  readonly firstSync: Promise<void>;
+
+  readonly #access: KubeAccess;
+  readonly #path: string;
+  readonly #name: string;
+  readonly #tuning: WatchTuning;
+  readonly #logger: Logger;
+  readonly #onChange: () => void;
+  readonly #onEvent: (type: string) => void;
+  #resourceVersion = "";
+  #stopped = false;
+  #abort?: AbortController;
+  #loop?: Promise<void>;
+  #sleep?: { timer: number; resolve: () => void };
+  #resolveSync!: () => void;
+  #outage = false;
+
+  constructor(options: {
+    access: KubeAccess;
+    /** Collection path, e.g. `/api/v1/namespaces/default/services`. */
+    path: string;
+    /** For logs, e.g. `services in default`. */
+    name: string;
+    logger: Logger;
+    /** Called after a batch of changes to `items`. */
+    onChange: () => void;
+    /** Called per event type (ADDED, MODIFIED, DELETED, BOOKMARK, ERROR, RELIST). */
+    onEvent?: (type: string) => void;
+    tuning?: Partial<WatchTuning>;
+  }) {
+    this.#access = options.access;
+    this.#path = options.path;
+    this.#name = options.name;
+    this.#logger = options.logger;
+    this.#onChange = options.onChange;
+    this.#onEvent = options.onEvent ?? (() => {});
+    this.#tuning = { ...DEFAULT_TUNING, ...options.tuning };
+    this.firstSync = new Promise((resolve) => this.#resolveSync = resolve);
+  }
+
+  /** Starts the loop in the background. */
+  start(): void {
+    this.#loop ??= this.#run();
+  }
+
+  /** Stops the loop and waits for it to end. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#abort?.abort();
+    if (this.#sleep) {
+      clearTimeout(this.#sleep.timer);
+      this.#sleep.resolve();
+    }
+    await this.#loop;
+  }
+
+  async #run(): Promise<void> {
+    let failures = 0;
+    let needList = true;
+    while (!this.#stopped) {
+      try {
+        if (needList) {
+          await this.#list();
+          needList = false;
+        }
+        const started = Date.now();
+        const eventsBefore = this.lastEventAt;
+        const end = await this.#watch();
+        if (end === "gone") {
+          needList = true;
+          this.relists++;
+          this.#onEvent("RELIST");
+          failures = 0;
+          continue;
+        }
+        if (end === "stalled") {
+          this.errors++;
+          this.#logger.warn("discovery_watch_stalled", {
+            watch: this.#name,
+            silent_ms: this.#tuning.inactivityMs,
+          });
+          continue;
+        }
+        // A watch the server ends at once, again and again, is a failure in disguise.
+        if (Date.now() - started < 1000 && this.lastEventAt === eventsBefore) {
+          failures++;
+          await this.#pause(this.#backoff(failures));
+        } else {
+          failures = 0;
+        }
+      } catch (error) {
+        if (this.#stopped) break;
+        this.connected = false;
+        this.errors++;
+        failures++;
+        this.#onEvent("ERROR");
+        const message = error instanceof Error ? error.message : String(error);
+        if (!this.#outage) {
+          this.#outage = true;
+          this.#logger.warn("discovery_unavailable", {
+            watch: this.#name,
+            message,
+            keeping: this.items.size,
+          });
+        }
+        const delay = error instanceof StatusError && error.retryAfterMs !== undefined
+          ? Math.max(error.retryAfterMs, this.#backoff(failures))
+          : this.#backoff(failures);
+        await this.#pause(delay);
+      }
+    }
+    this.connected = false;
+  }
+
+  #backoff(failures: number): number {
+    const { backoffInitialMs, backoffMaxMs } = this.#tuning;
+    const ceiling = Math.min(backoffMaxMs, backoffInitialMs * 2 ** Math.min(failures - 1, 20));
+    // Full jitter on the upper half, so many gateways do not retry in step.
+    return ceiling / 2 + Math.random() * ceiling / 2;
+  }
+
+  #pause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#sleep = undefined;
+        resolve();
+      }, ms) as unknown as number;
+      this.#sleep = { timer, resolve };
+    });
+  }
+
+  async #get(query: string): Promise<Response> {
+    this.#abort = new AbortController();
+    const response = await this.#access.get(`${this.#path}?${query}`, this.#abort.signal);
+    return response;
+  }
+
+  async #list(): Promise<void> {
+    const fresh = new Map<string, T>();
+    let next = "";
+    let version = "";
+    for (;;) {
+      const query = `limit=${this.#tuning.pageSize}` +
+        (next ? `&continue=${encodeURIComponent(next)}` : "");
+      const response = await this.#get(query);
+      if (response.status === 410 && next) {
+        // The continue token expired mid-listing: start over.
+        await response.body?.cancel();
+        fresh.clear();
+        next = "";
+        continue;
+      }
+      if (!response.ok) throw await statusError(response, "list");
+      const body = await response.json() as {
+        metadata?: { resourceVersion?: string; continue?: string };
+        items?: T[];
+      };
+      for (const item of body.items ?? []) fresh.set(keyOf(item), item);
+      version = body.metadata?.resourceVersion ?? version;
+      next = body.metadata?.continue ?? "";
+      if (!next) break;
+    }
+    const changed = fresh.size !== this.items.size ||
+      [...fresh].some(([key, item]) =>
+        this.items.get(key)?.metadata.resourceVersion !== item.metadata.resourceVersion
+      );
+    if (changed) {
+      this.items.clear();
+      for (const [key, item] of fresh) this.items.set(key, item);
+    }
+    this.#resourceVersion = version;
+    this.lastEventAt = Date.now();
+    this.#recovered();
+    if (!this.synced) {
+      this.synced = true;
+      this.#resolveSync();
+    }
+    if (changed) this.#onChange();
+  }
+
+  async #watch(): Promise<WatchEnd> {
+    const query = `watch=1&allowWatchBookmarks=true` +
+      `&timeoutSeconds=${this.#tuning.watchTimeoutSeconds}` +
+      `&resourceVersion=${encodeURIComponent(this.#resourceVersion)}`;
+    const response = await this.#get(query);
+    if (response.status === 410) {
+      await response.body?.cancel();
+      return "gone";
+    }
+    if (!response.ok || response.body === null) throw await statusError(response, "watch");
+    this.connected = true;
+    this.#recovered();
+
+    const abort = this.#abort!;
+    let stalled = false;
+    let timer = 0;
+    const arm = () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        stalled = true;
+        abort.abort();
+      }, this.#tuning.inactivityMs) as unknown as number;
+    };
+    arm();
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let pending = "";
+    try {
+      for (;;) {
+        let chunk: ReadableStreamReadResult<string>;
+        try {
+          chunk = await reader.read();
+        } catch (error) {
+          if (stalled) return "stalled";
+          if (this.#stopped) return "closed";
+          throw error;
+        }
+        if (chunk.done) {
+          // The server ended the watch (timeoutSeconds, or it restarted):
+          // resume from the last version, no relist needed.
+          return "closed";
+        }
+        arm();
+        pending += chunk.value;
+        if (pending.length > 16 * 1024 * 1024) throw new Error("Watch event larger than 16 MiB");
+        let changed = false;
+        let newline: number;
+        while ((newline = pending.indexOf("\n")) !== -1) {
+          const line = pending.slice(0, newline).trim();
+          pending = pending.slice(newline + 1);
+          if (line === "") continue;
+          const result = this.#apply(JSON.parse(line));
+          if (result === "gone") {
+            if (changed) this.#onChange();
+            return "gone";
+          }
+          changed ||= result === "changed";
+        }
+        if (changed) this.#onChange();
+      }
+    } finally {
+      clearTimeout(timer);
+      this.connected = false;
+      reader.cancel().catch(() => {});
+    }
+  }
+
+  #apply(event: { type?: string; object?: T & { code?: number; message?: string } }):
+    | "changed"
+    | "unchanged"
+    | "gone" {
+    const type = event.type ?? "";
+    const object = event.object;
+    this.#onEvent(type);
+    this.lastEventAt = Date.now();
+    if (type === "ERROR") {
+      if (object?.code === 410) return "gone";
+      throw new StatusError(
+        object?.code ?? 500,
+        `watch ERROR event: ${object?.message ?? "unknown"}`,
+      );
+    }
+    if (object?.metadata === undefined) return "unchanged";
+    const version = object.metadata.resourceVersion;
+    if (version) this.#resourceVersion = version;
+    switch (type) {
+      case "ADDED":
+      case "MODIFIED":
+        this.items.set(keyOf(object), object);
+        return "changed";
+      case "DELETED":
+        return this.items.delete(keyOf(object)) ? "changed" : "unchanged";
+      default:
+        return "unchanged"; // BOOKMARK: only its resourceVersion matters
+    }
+  }
+
+  #recovered(): void {
+    if (!this.#outage) return;
+    this.#outage = false;
+    this.#logger.info("discovery_recovered", { watch: this.#name, items: this.items.size });
+  }
+}
+
+function keyOf(object: KubeObject): string {
+  return `${object.metadata.namespace ?? ""}/${object.metadata.name}`;
+}
+
+async function statusError(response: Response, what: string): Promise<StatusError> {
+  let detail = "";
+  try {
+    const body = await response.json() as { message?: string };
+    detail = body.message ? `: ${body.message}` : "";
+  } catch {
+    // not a Status object
+  }
+  const retryAfter = Number(response.headers.get("retry-after"));
+  return new StatusError(
+    response.status,
+    `API server answered ${response.status} to ${what}${detail}`,
+    Number.isFinite(retryAfter) && retryAfter > 0 ? Math.min(retryAfter, 300) * 1000 : undefined,
+  );
+}

@@ -1,0 +1,265 @@
+/**
+ * Turns what the Kubernetes watches hold (Services and EndpointSlices) plus
+ * the config into one routing table. Pure: same input, same table, so a
+ * rebuild that changes nothing can be recognised and not swapped in.
+ */
+import type { Config, RateLimitConfig } from "../config/types.ts";
+import { CONSUMER_IDENTIFIER } from "../middleware/rate_limit.ts";
+import { checkPathPrefix } from "../routing/path.ts";
+import {
+  countSegments,
+  type Endpoint,
+  type RouteEntry,
+  RoutingTable,
+  type ServiceEntry,
+  serviceEntry,
+  tableFromConfig,
+} from "../routing/table.ts";
+
+/** The parts of a Service that discovery reads. */
+export interface KubeService {
+  metadata: {
+    name: string;
+    namespace: string;
+    annotations?: Record<string, string>;
+  };
+  spec?: {
+    ports?: { name?: string; port: number; targetPort?: number | string }[];
+  };
+}
+
+/** The parts of an EndpointSlice that discovery reads. */
+export interface KubeEndpointSlice {
+  metadata: { name: string; namespace: string; labels?: Record<string, string> };
+  addressType?: string;
+  endpoints?: {
+    addresses: string[];
+    conditions?: { ready?: boolean | null; serving?: boolean | null; terminating?: boolean | null };
+  }[] | null;
+  ports?: { name?: string | null; port?: number | null }[] | null;
+}
+
+/** Something wrong with one Service, reported and skipped. */
+export interface SnapshotWarning {
+  readonly service: string;
+  readonly message: string;
+}
+
+/** Annotations Vanguard reads on a Service. */
+export const ANNOTATIONS = {
+  pathPrefix: "vanguard.io/path-prefix",
+  authRequired: "vanguard.io/auth-required",
+  rateLimit: "vanguard.io/rate-limit",
+  port: "vanguard.io/port",
+} as const;
+
+const SERVICE_NAME_LABEL = "kubernetes.io/service-name";
+
+/** Builds the routing table from the config and the current Kubernetes objects. */
+export function buildSnapshot(
+  config: Config,
+  objects: {
+    services: Iterable<KubeService>;
+    slices: Iterable<KubeEndpointSlice>;
+  },
+  version: number,
+): { table: RoutingTable; warnings: SnapshotWarning[] } {
+  const warnings: SnapshotWarning[] = [];
+  const defaultNamespace = config.discovery.kubernetes?.namespace ?? "default";
+  const base = tableFromConfig(config, version);
+
+  const slicesByService = new Map<string, KubeEndpointSlice[]>();
+  for (const slice of objects.slices) {
+    const owner = slice.metadata.labels?.[SERVICE_NAME_LABEL];
+    if (!owner) continue;
+    const key = `${slice.metadata.namespace}/${owner}`;
+    const list = slicesByService.get(key);
+    if (list) list.push(slice);
+    else slicesByService.set(key, [slice]);
+  }
+
+  // Static services first; Kubernetes wins for a name it knows.
+  const services = new Map<string, ServiceEntry>(base.services);
+  const annotated: RouteEntry[] = [];
+  const sorted = [...objects.services].sort((a, b) =>
+    qualified(a) < qualified(b) ? -1 : qualified(a) > qualified(b) ? 1 : 0
+  );
+  for (const service of sorted) {
+    const { name, namespace } = service.metadata;
+    const fullName = `${name}.${namespace}`;
+    const port = choosePort(service);
+    if ("problem" in port) {
+      warnings.push({ service: `${namespace}/${name}`, message: port.problem });
+      continue;
+    }
+    const endpoints = endpointsOf(slicesByService.get(`${namespace}/${name}`) ?? [], port.name);
+    const entry = withTerminatingFallback(fullName, endpoints);
+    services.set(fullName, entry);
+    if (namespace === defaultNamespace) services.set(name, entry);
+
+    const route = annotationRoute(service, fullName);
+    if (route === undefined) continue;
+    if ("problem" in route) {
+      warnings.push({ service: `${namespace}/${name}`, message: route.problem });
+      continue;
+    }
+    annotated.push(route);
+  }
+
+  const routes: RouteEntry[] = [...base.routes];
+  const taken = new Set(routes.map((route) => route.pathPrefix));
+  for (const route of annotated) {
+    // A route in config.yaml wins over an annotation for the same prefix.
+    if (taken.has(route.pathPrefix)) continue;
+    taken.add(route.pathPrefix);
+    routes.push(route);
+  }
+  return { table: new RoutingTable(routes, services, version), warnings };
+}
+
+function qualified(service: KubeService): string {
+  return `${service.metadata.namespace}/${service.metadata.name}`;
+}
+
+/**
+ * The Service port traffic goes to: `vanguard.io/port` (name or number),
+ * else the port named `http`, else the only port.
+ */
+function choosePort(service: KubeService): { name: string } | { problem: string } {
+  const ports = service.spec?.ports ?? [];
+  const wanted = service.metadata.annotations?.[ANNOTATIONS.port];
+  if (wanted !== undefined) {
+    const match = ports.find((p) => p.name === wanted || String(p.port) === wanted.trim());
+    if (match === undefined) {
+      return { problem: `${ANNOTATIONS.port} "${wanted}" names no port of the Service` };
+    }
+    return { name: match.name ?? "" };
+  }
+  const http = ports.find((p) => p.name === "http");
+  if (http) return { name: "http" };
+  if (ports.length === 1) return { name: ports[0].name ?? "" };
+  if (ports.length === 0) return { problem: "the Service has no ports" };
+  return {
+    problem:
+      `the Service has ${ports.length} ports and none is named "http": set ${ANNOTATIONS.port}`,
+  };
+}
+
+interface DiscoveredEndpoint {
+  url: string;
+  ready: boolean;
+  servingWhileTerminating: boolean;
+}
+
+/**
+ * The union of every slice's endpoints on the chosen port, deduplicated
+ * (an endpoint may appear in two slices while they are being rebalanced).
+ */
+function endpointsOf(slices: KubeEndpointSlice[], portName: string): DiscoveredEndpoint[] {
+  const byUrl = new Map<string, DiscoveredEndpoint>();
+  for (const slice of slices) {
+    if (slice.addressType === "FQDN") continue;
+    const port = (slice.ports ?? []).find((p) => (p.name ?? "") === portName);
+    if (port?.port == null) continue;
+    for (const endpoint of slice.endpoints ?? []) {
+      const conditions = endpoint.conditions ?? {};
+      // Absent "ready" means ready (the EndpointSlice API says consumers
+      // should treat unknown as ready).
+      const ready = conditions.ready !== false;
+      const servingWhileTerminating = conditions.terminating === true &&
+        conditions.serving === true;
+      for (const address of endpoint.addresses ?? []) {
+        const host = address.includes(":") ? `[${address}]` : address;
+        const url = `http://${host}:${port.port}`;
+        const known = byUrl.get(url);
+        byUrl.set(url, {
+          url,
+          ready: ready || (known?.ready ?? false),
+          servingWhileTerminating: servingWhileTerminating ||
+            (known?.servingWhileTerminating ?? false),
+        });
+      }
+    }
+  }
+  return [...byUrl.values()].sort((a, b) => a.url < b.url ? -1 : a.url > b.url ? 1 : 0);
+}
+
+/**
+ * Ready endpoints get the traffic. Only when none is ready do endpoints
+ * that are terminating but still serving get it, so a rollout's last old
+ * pod keeps answering until a new one is ready.
+ */
+function withTerminatingFallback(name: string, endpoints: DiscoveredEndpoint[]): ServiceEntry {
+  const list: Endpoint[] = endpoints.map((e) =>
+    e.servingWhileTerminating && !e.ready
+      ? { url: e.url, ready: false, terminating: true }
+      : { url: e.url, ready: e.ready }
+  );
+  const entry = serviceEntry(name, "kubernetes", list);
+  if (entry.ready.length > 0) return entry;
+  const fallback = entry.endpoints.filter((e) => e.terminating === true);
+  if (fallback.length === 0) return entry;
+  return Object.freeze({ ...entry, ready: Object.freeze(fallback) });
+}
+
+function annotationRoute(
+  service: KubeService,
+  serviceName: string,
+): RouteEntry | { problem: string } | undefined {
+  const annotations = service.metadata.annotations ?? {};
+  const rawPrefix = annotations[ANNOTATIONS.pathPrefix];
+  if (rawPrefix === undefined) return undefined;
+  const checked = checkPathPrefix(rawPrefix.trim());
+  if ("problem" in checked) return { problem: `${ANNOTATIONS.pathPrefix} ${checked.problem}` };
+
+  const auth = annotations[ANNOTATIONS.authRequired];
+  if (auth !== undefined && auth !== "true" && auth !== "false") {
+    return { problem: `${ANNOTATIONS.authRequired} must be "true" or "false", got "${auth}"` };
+  }
+  let rateLimit: RateLimitConfig | undefined;
+  const limit = annotations[ANNOTATIONS.rateLimit];
+  if (limit !== undefined) {
+    const parsed = parseRateLimit(limit);
+    if (parsed === undefined) {
+      return {
+        problem: `${ANNOTATIONS.rateLimit} must look like "100/60s" (also m or h), got "${limit}"`,
+      };
+    }
+    rateLimit = { ...parsed, clientIdentifier: CONSUMER_IDENTIFIER };
+  }
+  const { namespace, name } = service.metadata;
+  return Object.freeze({
+    id: `k8s-${namespace}-${name}`,
+    pathPrefix: checked.prefix,
+    prefixSegments: countSegments(checked.prefix),
+    serviceName,
+    authRequired: auth === "true",
+    forwardCredentials: false,
+    stripPrefix: false,
+    rateLimit,
+    source: "kubernetes" as const,
+  });
+}
+
+const RATE = /^\s*(\d{1,9})\s*\/\s*(\d{1,6})\s*(s|m|h)\s*$/;
+const UNIT_SECONDS = { s: 1, m: 60, h: 3600 } as const;
+
+/** `"100/60s"` → 100 per 60 seconds; undefined when malformed or zero. */
+export function parseRateLimit(
+  value: string,
+): { requestsPerPeriod: number; periodSeconds: number } | undefined {
+  const match = RATE.exec(value);
+  if (match === null) return undefined;
+  const requests = Number(match[1]);
+  const seconds = Number(match[2]) * UNIT_SECONDS[match[3] as keyof typeof UNIT_SECONDS];
+  if (requests < 1 || seconds < 1 || seconds > 86_400) return undefined;
+  return { requestsPerPeriod: requests, periodSeconds: seconds };
+}
+
+/** A string equal for equal tables, to skip swapping in a table that changed nothing. */
+export function fingerprint(table: RoutingTable): string {
+  return JSON.stringify({
+    routes: table.routes,
+    services: [...table.services.entries()].sort((a, b) => a[0] < b[0] ? -1 : 1),
+  });
+}
