@@ -9,6 +9,9 @@ server:
   port: 8000
   admin_host: 127.0.0.1
   admin_port: 8001
+discovery:
+  kubernetes:
+    enabled: false
 services:
   user-service:
     urls: [http://127.0.0.1:9001]

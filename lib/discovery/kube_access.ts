@@ -53,7 +53,14 @@ export async function loadKubeAccess(options: KubeAccessOptions): Promise<KubeAc
   const credentials = async () => {
     const opts: { ca?: unknown; cert?: unknown; key?: unknown; headers?: Record<string, string> } =
       { headers: {} };
-    await kc.applyToHTTPSOptions(opts as HttpsOptions);
+    try {
+      await kc.applyToHTTPSOptions(opts as HttpsOptions);
+    } catch (error) {
+      // For a plain-HTTP server (a local proxy, a test server) the client
+      // fills in the credentials and then refuses to build an HTTPS agent,
+      // which we do not use anyway.
+      if (!cluster.server.startsWith("http:")) throw error;
+    }
     return opts;
   };
   const tls = await credentials();

@@ -93,7 +93,11 @@ export function buildSnapshot(
       continue;
     }
     const endpoints = endpointsOf(slicesByService.get(`${namespace}/${name}`) ?? [], port.name);
-    const entry = withTerminatingFallback(fullName, endpoints);
+    // Named as routes name it: bare in the default namespace.
+    const entry = withTerminatingFallback(
+      namespace === defaultNamespace ? name : fullName,
+      endpoints,
+    );
     services.set(fullName, entry);
     if (namespace === defaultNamespace) services.set(name, entry);
 

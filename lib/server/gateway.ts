@@ -102,7 +102,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const routing = new RoutingState(tableFromConfig(config));
   const refreshGauges = (table: RoutingTable) => {
     metrics.serviceEndpoints.reset();
-    for (const service of table.services.values()) {
+    // A Service in the default namespace is in the table twice (name and name.namespace).
+    for (const service of new Set(table.services.values())) {
       metrics.serviceEndpoints.set({ service: service.name }, service.ready.length);
     }
     metrics.tableVersion.set({}, table.version);
