@@ -8,6 +8,7 @@ import type { ConfigProblem } from "./lib/config/types.ts";
 import { runDemo } from "./lib/demo/demo.ts";
 import { jsonLogger } from "./lib/log/logger.ts";
 import { startGateway } from "./lib/server/gateway.ts";
+import { startConfigReloader } from "./lib/server/reloader.ts";
 import { untilSignal } from "./lib/server/signals.ts";
 
 const USAGE = `Usage:
@@ -103,7 +104,15 @@ async function start(args: string[]): Promise<number> {
     console.error(`Vanguard cannot start: ${message}`);
     return 1;
   }
+  const reloader = startConfigReloader({ path, gateway, logger });
+  const onHangup = () => {
+    logger.info("signal_received", { signal: "SIGHUP" });
+    reloader.reload("SIGHUP");
+  };
+  Deno.addSignalListener("SIGHUP", onHangup);
   await untilSignal(logger);
+  Deno.removeSignalListener("SIGHUP", onHangup);
+  reloader.stop();
   await gateway.shutdown();
   return 0;
 }

@@ -230,3 +230,76 @@ routes:
     await redis.stop();
   }
 });
+
+Deno.test("deno task start under its exact flags: config, Redis, Kubernetes discovery, SIGHUP reload", async () => {
+  const { startFakeApiServer, service, endpointSlice } = await import(
+    "./discovery/fake_apiserver.ts"
+  );
+  const redis = await startRedis();
+  const fake = await startFakeApiServer({ bookmarkIntervalMs: 500 });
+  const podPort = closedPort();
+  const pod = Deno.serve(
+    { hostname: "127.0.0.2", port: podPort, onListen() {} },
+    () => new Response("pod"),
+  );
+  fake.apply(service("default", "users", { ports: [{ name: "http", port: 80 }] }));
+  fake.apply(endpointSlice("default", "users-a", "users", [{ address: "127.0.0.2" }], [{
+    name: "http",
+    port: podPort,
+  }]));
+  const port = closedPort();
+  const config = (extraRoute: string) =>
+    `server:
+  host: 127.0.0.1
+  port: ${port}
+  admin_host: 127.0.0.1
+  admin_port: ${closedPort()}
+redis:
+  url: ${redis.url}
+  failure_mode: closed
+discovery:
+  kubernetes:
+    enabled: true
+    kubeconfig: ${fake.kubeconfigPath}
+routes:
+  - id: users
+    path_prefix: /users
+    service_name: users
+    rate_limit: { requests_per_period: 2, period_seconds: 30 }
+${extraRoute}`;
+  const path = await writeTempConfig("start_everything.yaml", config(""));
+  const run = spawnTask("start", "--config", path);
+  try {
+    await within(20000, "redis_connected", run.waitFor(/"event":"redis_connected"/));
+    await within(20000, "discovery_synced", run.waitFor(/"event":"discovery_synced"/));
+    const codes = [];
+    for (let i = 0; i < 3; i++) {
+      const response = await fetch(`http://127.0.0.1:${port}/users`);
+      codes.push(`${response.status}:${await response.text()}`);
+    }
+    assert.equal(codes[0], "200:pod");
+    assert.equal(codes[1], "200:pod");
+    assert.match(codes[2], /^429:/);
+
+    await writeTempConfig(
+      "start_everything.yaml",
+      config("  - { id: more, path_prefix: /more, service_name: users }"),
+    );
+    run.child.kill("SIGHUP");
+    await within(10000, "the reload", run.waitFor(/"event":"config_reload_applied"/));
+    const more = await fetch(`http://127.0.0.1:${port}/more`);
+    assert.equal(await more.text(), "pod");
+
+    run.child.kill("SIGTERM");
+    assert.equal((await within(10000, "exit", run.finish())).code, 0);
+    assert.doesNotMatch(await run.stderr, /NotCapable|Requires .* access/);
+  } finally {
+    try {
+      run.child.kill("SIGKILL");
+    } catch { /* already exited */ }
+    await run.finish();
+    await pod.shutdown();
+    await fake.close();
+    await redis.stop();
+  }
+});

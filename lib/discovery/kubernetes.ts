@@ -51,7 +51,7 @@ export function watchedNamespaces(config: Config): string[] {
  * unreachable the last table keeps serving.
  */
 export class KubernetesDiscovery {
-  readonly #config: Config;
+  #config: Config;
   readonly #routing: RoutingState;
   readonly #logger: Logger;
   readonly #access: KubeAccess;
@@ -63,6 +63,9 @@ export class KubernetesDiscovery {
   #lastWarnings = new Set<string>();
   #synced = false;
   #stopped = false;
+  #resolveSynced!: () => void;
+  /** Resolves when `synced` turns true. */
+  readonly firstSync = new Promise<void>((resolve) => this.#resolveSynced = resolve);
 
   private constructor(options: {
     config: Config;
@@ -137,6 +140,7 @@ export class KubernetesDiscovery {
       if (discovery.#stopped) return;
       discovery.#synced = true;
       discovery.#rebuild();
+      discovery.#resolveSynced();
       options.logger.info("discovery_synced", {
         services: discovery.#count(discovery.#services),
         endpointslices: discovery.#count(discovery.#slices),
@@ -148,6 +152,24 @@ export class KubernetesDiscovery {
   /** True once every watch has listed once and the first table is in. */
   get synced(): boolean {
     return this.#synced;
+  }
+
+  /**
+   * Rebuilds the table against a new config whose discovery settings
+   * (namespace, kubeconfig, watched namespaces) are unchanged.
+   */
+  reconfigure(config: Config): void {
+    this.#config = config;
+    this.#lastFingerprint = "";
+    if (this.#synced) this.#rebuild();
+  }
+
+  /** Whether a new config can reuse this discovery (same credentials and namespaces). */
+  serves(config: Config): boolean {
+    const a = this.#config.discovery.kubernetes;
+    const b = config.discovery.kubernetes;
+    return a?.namespace === b?.namespace && a?.kubeconfig === b?.kubeconfig &&
+      JSON.stringify(watchedNamespaces(this.#config)) === JSON.stringify(watchedNamespaces(config));
   }
 
   /** Stops every watch. */

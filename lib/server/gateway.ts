@@ -56,6 +56,14 @@ export interface Gateway {
   readonly adminAddr: Deno.NetAddr;
   readonly routing: RoutingState;
   readonly metrics: Metrics;
+  /** The config now in force. */
+  readonly config: Config;
+  /**
+   * Applies a new, already validated config without dropping a request:
+   * everything is built first and swapped in at once; on any failure the
+   * running config stays. Listen addresses change only on restart.
+   */
+  reload(config: Config): Promise<{ ok: true } | { ok: false; reason: string }>;
   /** Stops gracefully: readiness 503, no new connections, in-flight requests get the grace period. */
   shutdown(): Promise<void>;
 }
@@ -85,21 +93,22 @@ export function buildChain(
   ], terminal);
 }
 
+/** What one config builds; swapped whole on reload. */
+interface Runtime {
+  readonly config: Config;
+  readonly authenticator: Authenticator;
+  readonly limiter: RateLimitBackend & { close(): Promise<void> };
+  readonly discovery?: KubernetesDiscovery;
+  readonly trusted: CidrSet;
+  readonly handler: Handler;
+}
+
 /** Starts the proxy and admin listeners. */
 export async function startGateway(options: GatewayOptions): Promise<Gateway> {
-  const { config, logger } = options;
+  const { logger } = options;
   const env = options.env ?? ((name: string) => Deno.env.get(name));
-  const authenticator = await Authenticator.create(config.auth, {
-    env,
-    readFile: options.readFile ?? ((path) => Deno.readTextFileSync(path)),
-    now: options.now ?? Date.now,
-    logger,
-    jwksPolicy: options.jwksPolicy,
-  });
-  const server = config.server;
   const metrics = new Metrics();
-  const limiter = await buildLimiter(config, { env, logger, metrics });
-  const routing = new RoutingState(tableFromConfig(config));
+  const routing = new RoutingState(tableFromConfig(options.config));
   const refreshGauges = (table: RoutingTable) => {
     metrics.serviceEndpoints.reset();
     // A Service in the default namespace is in the table twice (name and name.namespace).
@@ -110,42 +119,91 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   };
   refreshGauges(routing.current);
   routing.onSwap(refreshGauges);
-  const discovery = discoveryEnabled(config, env)
-    ? await KubernetesDiscovery.start({
-      config,
-      routing,
-      logger,
-      metrics,
-      env,
-      tuning: options.discoveryTuning,
-    })
-    : undefined;
-
   const client = new UpstreamClient();
-  const trusted = new CidrSet(server.trustedProxies);
-  const handler = buildChain(
-    {
+  const balancer = new Balancer();
+
+  /** Builds what `config` needs, reusing what an unchanged part of `previous` already has. */
+  async function build(config: Config, previous?: Runtime): Promise<Runtime> {
+    const authenticator = await Authenticator.create(config.auth, {
+      env,
+      readFile: options.readFile ?? ((path) => Deno.readTextFileSync(path)),
+      now: options.now ?? Date.now,
       logger,
-      metrics,
-      accessLog: options.accessLog ?? true,
+      jwksPolicy: options.jwksPolicy,
+    });
+    const sameRedis = previous !== undefined &&
+      JSON.stringify(previous.config.redis) === JSON.stringify(config.redis);
+    const limiter = sameRedis
+      ? previous.limiter
+      : await buildLimiter(config, { env, logger, metrics });
+    let discovery: KubernetesDiscovery | undefined;
+    if (discoveryEnabled(config, env)) {
+      if (previous?.discovery?.serves(config)) {
+        discovery = previous.discovery;
+      } else {
+        discovery = await KubernetesDiscovery.start({
+          config,
+          routing,
+          logger,
+          metrics,
+          env,
+          tuning: options.discoveryTuning,
+        });
+        if (previous !== undefined) {
+          // On reload, wait for the new watches before trusting their table.
+          const timeout = new Set<() => void>();
+          const synced = await Promise.race([
+            discovery.firstSync.then(() => true),
+            sleep(RELOAD_SYNC_TIMEOUT_MS, timeout).then(() => false),
+          ]);
+          for (const wake of timeout) wake();
+          if (!synced) {
+            await discovery.stop();
+            throw new Error(
+              `Kubernetes discovery with the new settings did not sync within ${
+                RELOAD_SYNC_TIMEOUT_MS / 1000
+              } s`,
+            );
+          }
+        }
+      }
+    }
+    const server = config.server;
+    const handler = buildChain(
+      {
+        logger,
+        metrics,
+        accessLog: options.accessLog ?? true,
+        authenticator,
+        limiter,
+        extra: options.middleware ?? [],
+      },
+      proxy({
+        client,
+        balancer,
+        metrics,
+        logger,
+        maxBodyBytes: server.maxBodyBytes,
+        upstreamTimeoutMs: server.upstreamTimeoutMs,
+      }),
+    );
+    return {
+      config,
       authenticator,
       limiter,
-      extra: options.middleware ?? [],
-    },
-    proxy({
-      client,
-      balancer: new Balancer(),
-      metrics,
-      logger,
-      maxBodyBytes: server.maxBodyBytes,
-      upstreamTimeoutMs: server.upstreamTimeoutMs,
-    }),
-  );
+      discovery,
+      trusted: new CidrSet(server.trustedProxies),
+      handler,
+    };
+  }
+
+  let runtime = await build(options.config);
+  const listen = options.config.server;
 
   let draining = false;
   const proxyServer = Deno.serve({
-    port: options.listen?.port ?? server.port,
-    hostname: options.listen?.host ?? server.host,
+    port: options.listen?.port ?? listen.port,
+    hostname: options.listen?.host ?? listen.host,
     onListen() {},
     onError(error) {
       logger.error("internal_error", { error });
@@ -155,20 +213,22 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       );
     },
   }, function serve(request, info) {
-    const ctx = newContext(request, info.remoteAddr, routing.current, trusted);
-    return handler(ctx);
+    // One read of `runtime`: a request runs entirely on the config it arrived under.
+    const current = runtime;
+    const ctx = newContext(request, info.remoteAddr, routing.current, current.trusted);
+    return current.handler(ctx);
   });
 
   const adminServer = Deno.serve(
     {
-      port: options.listen?.adminPort ?? server.adminPort,
-      hostname: options.listen?.adminHost ?? server.adminHost,
+      port: options.listen?.adminPort ?? listen.adminPort,
+      hostname: options.listen?.adminHost ?? listen.adminHost,
       onListen() {},
     },
     adminHandler({
       metrics,
       routing,
-      isReady: () => discovery?.synced ?? true,
+      isReady: () => runtime.discovery?.synced ?? true,
       isDraining: () => draining,
     }),
   );
@@ -177,16 +237,72 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     proxy: `${proxyServer.addr.hostname}:${proxyServer.addr.port}`,
     admin: `${adminServer.addr.hostname}:${adminServer.addr.port}`,
     routes: routing.current.routes.length,
-    config: config.file,
+    config: options.config.file,
   });
+
+  /** Closes what `old` had that `next` does not reuse, once in-flight requests had time to finish. */
+  async function retire(old: Runtime, next: Runtime | undefined, delayMs: number): Promise<void> {
+    if (delayMs > 0) await sleep(delayMs, pendingSleeps);
+    await old.authenticator.close();
+    if (old.limiter !== next?.limiter) await old.limiter.close();
+  }
+  const pendingSleeps = new Set<() => void>();
+
+  let reloading: Promise<unknown> = Promise.resolve();
+  let retiring: Promise<void> = Promise.resolve();
+  function reload(config: Config): Promise<{ ok: true } | { ok: false; reason: string }> {
+    const attempt = reloading.then(async () => {
+      const old = runtime;
+      const moved = ["port", "host", "adminPort", "adminHost"].filter((key) =>
+        config.server[key as keyof typeof config.server] !==
+          old.config.server[key as keyof typeof old.config.server]
+      );
+      if (moved.length > 0) {
+        logger.warn("config_reload_partial", {
+          message: "Listen addresses change only on restart; the rest of the new config applies",
+          fields: moved,
+        });
+      }
+      let next: Runtime;
+      try {
+        next = await build(config, old);
+      } catch (error) {
+        const reason = error instanceof Error ? error.message : String(error);
+        logger.error("config_reload_failed", { file: config.file, reason });
+        return { ok: false as const, reason };
+      }
+      runtime = next;
+      // Two discoveries must not both swap tables in.
+      if (old.discovery !== undefined && old.discovery !== next.discovery) {
+        await old.discovery.stop();
+      }
+      if (next.discovery === undefined) {
+        routing.swap(tableFromConfig(config, routing.current.version + 1));
+      } else if (next.discovery === old.discovery) {
+        next.discovery.reconfigure(config);
+      }
+      logger.info("config_reloaded", {
+        file: config.file,
+        routes: config.routes.length,
+        version: routing.current.version,
+      });
+      // Requests that started on the old runtime may still use its limiter.
+      retiring = retiring.then(() => retire(old, next, 5000));
+      return { ok: true as const };
+    });
+    reloading = attempt;
+    return attempt;
+  }
 
   let stopping: Promise<void> | undefined;
   async function shutdown(): Promise<void> {
     draining = true;
-    logger.info("shutdown_started", { grace_seconds: server.shutdownGraceSeconds });
+    await reloading;
+    const grace = runtime.config.server.shutdownGraceSeconds;
+    logger.info("shutdown_started", { grace_seconds: grace });
     let timer: ReturnType<typeof setTimeout> | undefined;
     const graceOver = new Promise<"timeout">((resolve) => {
-      timer = setTimeout(() => resolve("timeout"), server.shutdownGraceSeconds * 1000);
+      timer = setTimeout(() => resolve("timeout"), grace * 1000);
     });
     const result = await Promise.race([
       proxyServer.shutdown().then(() => "drained" as const),
@@ -195,9 +311,10 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     clearTimeout(timer);
     if (result === "timeout") logger.warn("shutdown_grace_expired", {});
     client.close();
-    await discovery?.stop();
-    await authenticator.close();
-    await limiter.close();
+    for (const wake of pendingSleeps) wake();
+    await retiring;
+    await runtime.discovery?.stop();
+    await retire(runtime, undefined, 0);
     await adminServer.shutdown();
     logger.info("shutdown_complete", { drained: result === "drained" });
   }
@@ -207,8 +324,27 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     adminAddr: adminServer.addr,
     routing,
     metrics,
+    get config() {
+      return runtime.config;
+    },
+    reload,
     shutdown: () => stopping ??= shutdown(),
   };
+}
+
+const RELOAD_SYNC_TIMEOUT_MS = 30_000;
+
+/** Resolves after `ms`, or at once when woken through `wakers` (shutdown). */
+function sleep(ms: number, wakers?: Set<() => void>): Promise<void> {
+  return new Promise((resolve) => {
+    const wake = () => {
+      clearTimeout(timer);
+      wakers?.delete(wake);
+      resolve();
+    };
+    const timer = setTimeout(wake, ms);
+    wakers?.add(wake);
+  });
 }
 
 /**
