@@ -4,6 +4,7 @@ import type { Metrics } from "../admin/metrics.ts";
 import type { Logger } from "../log/logger.ts";
 import type { Endpoint } from "../routing/table.ts";
 import { Balancer } from "./balancer.ts";
+import { isWebSocketUpgrade, proxyWebSocket } from "./websocket.ts";
 import { connectionNamed, isHopByHop } from "./headers.ts";
 import { UpstreamClient, UpstreamError, type UpstreamResponse } from "./upstream_client.ts";
 
@@ -34,6 +35,17 @@ export function proxy(deps: ProxyDeps): Handler {
         "no_healthy_upstream",
         `Service "${route.serviceName}" has no ready endpoint`,
       );
+    }
+
+    if (isWebSocketUpgrade(ctx.request)) {
+      const endpoint = balancer.pick(ready) as Endpoint;
+      ctx.upstream = endpoint.url;
+      return await proxyWebSocket(ctx, {
+        origin: endpoint.url,
+        path: upstreamPath(ctx),
+        headers: upstreamHeaders(ctx),
+        handshakeTimeoutMs: deps.upstreamTimeoutMs,
+      });
     }
 
     const declared = ctx.request.headers.get("content-length");
