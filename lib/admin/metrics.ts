@@ -175,6 +175,31 @@ export class Metrics {
     "Failed upstream exchanges, by service and kind (refused, reset, timeout, dns, aborted, protocol).",
     ["service", "kind"],
   );
+  readonly upstreamEjections = new Counter(
+    "vanguard_upstream_ejections_total",
+    "Endpoints ejected by passive health checking (consecutive failures), by service.",
+    ["service"],
+  );
+  readonly upstreamEjected = new Gauge(
+    "vanguard_upstream_ejected_endpoints",
+    "Ready endpoints getting no traffic now (ejected, or failing active health checks), by service.",
+    ["service"],
+  );
+  readonly upstreamRetries = new Counter(
+    "vanguard_upstream_retries_total",
+    "Upstream attempts made again on another (or the same) endpoint, by service.",
+    ["service"],
+  );
+  readonly upstreamOverloaded = new Counter(
+    "vanguard_upstream_overloaded_total",
+    "Requests answered 503 because the service had max_in_flight requests in flight, by service.",
+    ["service"],
+  );
+  readonly healthCheckFailures = new Counter(
+    "vanguard_health_check_failures_total",
+    "Failed active health checks (error, timeout, or a status other than 2xx/3xx), by service.",
+    ["service"],
+  );
   readonly rateLimitRejected = new Counter(
     "vanguard_ratelimit_rejected_total",
     "Requests answered 429, by route id.",
@@ -245,6 +270,11 @@ export class Metrics {
       this.requests,
       this.duration,
       this.upstreamErrors,
+      this.upstreamEjections,
+      this.upstreamEjected,
+      this.upstreamRetries,
+      this.upstreamOverloaded,
+      this.healthCheckFailures,
       this.rateLimitRejected,
       this.rateLimitAdmitted,
       this.redisDuration,

@@ -31,6 +31,8 @@ import {
   type Walk,
 } from "./schema.ts";
 import { checkPathPrefix } from "../routing/path.ts";
+import { middlewareSpec } from "./middleware_spec.ts";
+import { checkPluginModules } from "./plugin_check.ts";
 import type { Config, ConfigProblem, ConfigWarning } from "./types.ts";
 
 /** Where {@linkcode parseConfig} reads from, besides the config text. */
@@ -214,6 +216,14 @@ function originUrl(value: string): string {
     );
   }
   return url.origin;
+}
+
+/** A health-check request target: an absolute path, optionally with a query. */
+function probePath(value: string): string {
+  if (value.startsWith("/") && !value.startsWith("//") && !/[\s#]/.test(value)) return value;
+  return reject(
+    `must be a path starting with "/" (no spaces or fragment), got ${JSON.stringify(value)}`,
+  );
 }
 
 function cidr(value: string): string {
@@ -499,7 +509,41 @@ const discoverySchema = object({
   })),
 });
 
-const serviceSchema = object({ urls: required(list(text(originUrl))) });
+const serviceSchema = object({
+  urls: optional(list(text(originUrl))),
+  passive_health: filledSection(object({
+    consecutive_failures: defaulted(integer(0, 1000), 5),
+    base_ejection_ms: defaulted(integer(1), 30_000),
+    max_ejection_ms: defaulted(integer(1), 300_000),
+  }, {
+    refine(passive, refiner) {
+      if (passive.maxEjectionMs < passive.baseEjectionMs) {
+        refiner.problem(
+          "max_ejection_ms",
+          `must be at least base_ejection_ms (${passive.baseEjectionMs}), got ${passive.maxEjectionMs}`,
+        );
+      }
+    },
+  })),
+  health_check: section(object({
+    path: required(text(probePath)),
+    interval_ms: defaulted(integer(10, 3_600_000), 5000),
+    timeout_ms: defaulted(integer(1, 600_000), 1000),
+    unhealthy_threshold: defaulted(integer(1, 100), 2),
+    healthy_threshold: defaulted(integer(1, 100), 1),
+  })),
+  max_in_flight: optional(integer(1)),
+  retries: defaulted(integer(0, 5), 0),
+}, {
+  refine(service, refiner) {
+    if (service.healthCheck !== undefined && service.urls === undefined) {
+      refiner.keyProblem(
+        "health_check",
+        "active health checks need urls: Kubernetes readiness already checks discovered endpoints",
+      );
+    }
+  },
+});
 
 const routeSchema = object({
   id: optional(text(routeId)),
@@ -508,6 +552,7 @@ const routeSchema = object({
   auth_required: defaulted(boolean(), false),
   strip_prefix: defaulted(boolean(), false),
   forward_credentials: defaulted(boolean(), false),
+  middleware: defaulted(list(middlewareSpec), []),
   rate_limit: section(object({
     requests_per_period: required(integer(1)),
     period_seconds: required(integer(1, 86400)),
@@ -517,6 +562,7 @@ const routeSchema = object({
 
 const configSchema = object({
   server: filledSection(serverSchema),
+  middleware: defaulted(list(middlewareSpec), []),
   redis: section(redisSchema),
   auth: filledSection(authSchema),
   discovery: filledSection(discoverySchema),
@@ -608,7 +654,10 @@ export async function loadConfigFile(path: string): Promise<LoadResult> {
     };
     return { ok: false, problems: [problem], warnings: [] };
   }
-  return parseConfig(text, { displayPath: path, absolutePath });
+  const result = parseConfig(text, { displayPath: path, absolutePath });
+  if (!result.ok) return result;
+  const problems = await checkPluginModules(result.config);
+  return problems.length > 0 ? { ok: false, problems, warnings: result.warnings } : result;
 }
 
 /** `PATH:LINE:COLUMN: field.path: message`, or `PATH:LINE:COLUMN: message` when field is "". */
@@ -711,13 +760,15 @@ function warnAboutSurprises(config: Config, walk: Walk): void {
         warning: true,
       });
     }
-    if (!Object.hasOwn(config.services, route.serviceName) && !discoveryOn) {
+    // An entry without urls only tunes a service that Kubernetes must provide.
+    const listed = Object.hasOwn(config.services, route.serviceName);
+    if ((!listed || config.services[route.serviceName].urls === undefined) && !discoveryOn) {
       report(walk, {
         node: at(["routes", index, "service_name"]) ?? at(["routes", index]),
         field: `${field}.service_name`,
-        message: `service ${
-          JSON.stringify(route.serviceName)
-        } is not defined in services and Kubernetes discovery may be off: requests answer 503 until it has endpoints`,
+        message: `service ${JSON.stringify(route.serviceName)} ${
+          listed ? "has no urls in services" : "is not defined in services"
+        } and Kubernetes discovery may be off: requests answer 503 until it has endpoints`,
         warning: true,
       });
     }

@@ -264,6 +264,8 @@ export interface Refiner {
   has(key: string): boolean;
   /** A problem at `key`'s value (or at the mapping when absent); field defaults to `key`'s path. */
   problem(key: string, message: string): void;
+  /** A problem at `key` itself (or at the mapping when absent), for a key that is wrong where it is. */
+  keyProblem(key: string, message: string): void;
 }
 
 function camel(key: string): string {
@@ -333,6 +335,9 @@ export function object<S extends Record<string, Field<unknown>>>(
           field: joinPath(path, key),
           message,
         });
+      },
+      keyProblem(key, message) {
+        report(walk, { node: present.get(key)?.key ?? node, field: joinPath(path, key), message });
       },
     };
     for (const group of options.exclusive ?? []) {

@@ -1,3 +1,5 @@
+import type { MiddlewareSpec } from "../plugins/registry.ts";
+
 /**
  * The validated, frozen configuration. Field names are camelCase versions of
  * the YAML keys (contract section 2); every default is already applied.
@@ -12,8 +14,10 @@ export interface Config {
   readonly redis?: RedisConfig;
   readonly auth: AuthConfig;
   readonly discovery: DiscoveryConfig;
-  /** Static upstreams by service name. */
+  /** Static upstreams and per-service upstream settings, by service name. */
   readonly services: Readonly<Record<string, StaticService>>;
+  /** Middleware for every matched route, run before the route's own. */
+  readonly middleware: readonly MiddlewareSpec[];
   readonly routes: readonly RouteConfig[];
 }
 
@@ -89,10 +93,43 @@ export interface KubernetesDiscoveryConfig {
   readonly kubeconfig?: string;
 }
 
-/** One entry of `services:`. */
+/**
+ * One entry of `services:`. With `urls` it is a static service; without, it
+ * only carries settings for the service of that name that Kubernetes provides.
+ */
 export interface StaticService {
   /** Origins only, normalized: `http://127.0.0.1:9001` (no trailing slash). */
-  readonly urls: readonly string[];
+  readonly urls?: readonly string[];
+  /** Outlier detection from live traffic (always present; defaults apply). */
+  readonly passiveHealth: PassiveHealthConfig;
+  /** Active health checks (static services only). */
+  readonly healthCheck?: HealthCheckConfig;
+  /** At most this many requests in flight to the service; absent: no limit. */
+  readonly maxInFlight?: number;
+  /** Extra attempts for idempotent requests without a body (0 to 5). */
+  readonly retries: number;
+}
+
+/** `services.<name>.passive_health:` */
+export interface PassiveHealthConfig {
+  /** Failures in a row that eject an endpoint; 0 disables ejection. */
+  readonly consecutiveFailures: number;
+  /** First ejection's length; it doubles with each further ejection. */
+  readonly baseEjectionMs: number;
+  /** Upper bound of an ejection's length. */
+  readonly maxEjectionMs: number;
+}
+
+/** `services.<name>.health_check:` */
+export interface HealthCheckConfig {
+  /** Path (and query) requested with GET on each endpoint. */
+  readonly path: string;
+  readonly intervalMs: number;
+  readonly timeoutMs: number;
+  /** Failed checks in a row that take an endpoint out. */
+  readonly unhealthyThreshold: number;
+  /** Passed checks in a row that put it back. */
+  readonly healthyThreshold: number;
 }
 
 /** One entry of `routes:`. */
@@ -105,6 +142,8 @@ export interface RouteConfig {
   readonly stripPrefix: boolean;
   /** Whether an auth_required route passes the client's credential header on to the upstream. */
   readonly forwardCredentials: boolean;
+  /** This route's own middleware, after the global ones. */
+  readonly middleware: readonly MiddlewareSpec[];
   readonly rateLimit?: RateLimitConfig;
 }
 

@@ -37,7 +37,11 @@ export function discoveryEnabled(
 export function watchedNamespaces(config: Config): string[] {
   const namespaces = new Set([config.discovery.kubernetes?.namespace ?? "default"]);
   for (const route of config.routes) {
-    if (route.serviceName in config.services) continue;
+    if (
+      Object.hasOwn(config.services, route.serviceName) && config.services[route.serviceName].urls
+    ) {
+      continue;
+    }
     const dot = route.serviceName.indexOf(".");
     if (dot > 0) namespaces.add(route.serviceName.slice(dot + 1));
   }

@@ -38,7 +38,7 @@ export function errorBoundary(deps: { logger: Logger }): Middleware {
 
 /** The JSON error body every error response shares. */
 export function errorResponse(
-  ctx: Pick<RequestContext, "requestId">,
+  ctx: Pick<RequestContext, "requestId" | "responseHeaders">,
   error: GatewayError,
 ): Response {
   const headers = new Headers({
@@ -49,6 +49,7 @@ export function errorResponse(
   if (error.headers) {
     for (const [name, value] of Object.entries(error.headers)) headers.set(name, value);
   }
+  for (const [name, value] of ctx.responseHeaders ?? []) headers.append(name, value);
   const body = JSON.stringify({
     error: error.code,
     message: error.message,

@@ -39,6 +39,16 @@ export interface RequestContext {
    * (request headers themselves are immutable): a value sets, null removes.
    */
   upstreamHeaders?: Record<string, string | null>;
+  /**
+   * Headers a middleware wants on the response even when the request ends
+   * in an error further down (CORS, security headers): the error boundary
+   * adds them to error responses.
+   */
+  responseHeaders?: [string, string][];
+  /** This request's upstream timeout, when a route's middleware sets one (else the server's). */
+  upstreamTimeoutMs?: number;
+  /** This request's body limit, when a route's middleware sets one (else the server's). */
+  maxBodyBytes?: number;
   /** The endpoint the proxy chose, for the access log. */
   upstream?: string;
   /** Resolves when the response body has been sent (or failed); set by whoever streams it. */

@@ -7,6 +7,9 @@ import { Balancer } from "./balancer.ts";
 import { isWebSocketUpgrade, proxyWebSocket } from "./websocket.ts";
 import { connectionNamed, isHopByHop } from "./headers.ts";
 import { UpstreamClient, UpstreamError, type UpstreamResponse } from "./upstream_client.ts";
+import type { UpstreamHealth } from "./health.ts";
+import type { ServiceConcurrency } from "./in_flight.ts";
+import type { UpstreamSettings } from "./settings.ts";
 
 /** What the proxy needs; main.ts wires the real ones. */
 export interface ProxyDeps {
@@ -16,9 +19,26 @@ export interface ProxyDeps {
   readonly logger: Logger;
   readonly maxBodyBytes: number;
   readonly upstreamTimeoutMs: number;
+  /** Passive health: every exchange's outcome is reported here. */
+  readonly health: UpstreamHealth;
+  /** Per-service in-flight counts, for max_in_flight. */
+  readonly concurrency: ServiceConcurrency;
+  /** The config's per-service settings, looked up by the route's service name. */
+  readonly settingsFor: (serviceName: string) => UpstreamSettings;
 }
 
 const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"]);
+/**
+ * Failures that `retries:` retries: the upstream never answered, and for an
+ * idempotent request without a body a second try is safe. Timeouts are not
+ * among them: an upstream that is slow under load would get every request
+ * `retries + 1` times, amplifying the overload that made it slow.
+ */
+const RETRIED_KINDS = new Set(["refused", "reset", "dns"]);
+/** Answers that say "try elsewhere" (and that `retries:` retries). */
+const RETRIED_STATUSES = new Set([502, 503, 504]);
+/** Exchange failures that count against an endpoint's health (the client going away does not). */
+const FAILURE_KINDS = new Set(["refused", "reset", "timeout", "dns", "protocol"]);
 
 /** The end of the chain: forwards the request to an endpoint of the route's service, streaming both ways. */
 export function proxy(deps: ProxyDeps): Handler {
@@ -44,59 +64,131 @@ export function proxy(deps: ProxyDeps): Handler {
         origin: endpoint.url,
         path: upstreamPath(ctx),
         headers: upstreamHeaders(ctx),
-        handshakeTimeoutMs: deps.upstreamTimeoutMs,
+        handshakeTimeoutMs: ctx.upstreamTimeoutMs ?? deps.upstreamTimeoutMs,
       });
     }
 
     const declared = ctx.request.headers.get("content-length");
-    if (declared !== null && Number(declared) > deps.maxBodyBytes) {
-      throw payloadTooLarge(deps.maxBodyBytes);
+    const maxBodyBytes = ctx.maxBodyBytes ?? deps.maxBodyBytes;
+    if (declared !== null && Number(declared) > maxBodyBytes) {
+      throw payloadTooLarge(maxBodyBytes);
     }
+
+    const serviceName = route.serviceName;
+    const settings = deps.settingsFor(serviceName);
+    let releaseSlot: (() => void) | undefined;
+    if (settings.maxInFlight !== undefined) {
+      releaseSlot = deps.concurrency.tryAcquire(serviceName, settings.maxInFlight);
+      if (releaseSlot === undefined) {
+        metrics.upstreamOverloaded.inc({ service: serviceName });
+        throw new GatewayError(
+          503,
+          "upstream_overloaded",
+          `Service "${serviceName}" already has ${settings.maxInFlight} requests in flight`,
+          { headers: { "retry-after": "1" } },
+        );
+      }
+    }
+    const reportFailure = (url: string) => {
+      const ms = deps.health.recordFailure(url, {
+        settings: settings.passiveHealth,
+        endpoints: ready,
+      });
+      if (ms === 0) return;
+      metrics.upstreamEjections.inc({ service: serviceName });
+      deps.logger.warn("upstream_ejected", {
+        service: serviceName,
+        endpoint: url,
+        ejection_ms: ms,
+      });
+    };
+    // Configured retries: only where a second try cannot do what the first did twice.
+    const retriesAllowed = settings.retries > 0 && ctx.request.body === null &&
+      IDEMPOTENT.has(ctx.request.method);
+    const tried = new Set<string>();
+    /** Another endpoint when one exists, else the same one again. */
+    const retryTarget = (last: Endpoint) =>
+      balancer.pick(ready, tried) ?? balancer.pick(ready, last.url) ?? last;
 
     const headers = upstreamHeaders(ctx);
     const path = upstreamPath(ctx);
     let endpoint = balancer.pick(ready) as Endpoint;
-    for (let attempt = 0;; attempt++) {
-      const end = balancer.begin(endpoint.url);
-      ctx.upstream = endpoint.url;
-      let response: UpstreamResponse;
-      try {
-        response = await client.send({
-          origin: endpoint.url,
-          method: ctx.request.method,
-          path,
-          headers,
-          body: ctx.request.body,
-          signal: ctx.request.signal,
-          headersTimeoutMs: deps.upstreamTimeoutMs,
-          maxBodyBytes: deps.maxBodyBytes,
-          onBodyBytes: (total) => ctx.bytesIn = total,
-        });
-      } catch (error) {
-        end();
-        if (!(error instanceof UpstreamError)) throw error;
-        if (error.kind === "body_too_large") throw payloadTooLarge(deps.maxBodyBytes);
-        metrics.upstreamErrors.inc({ service: route.serviceName, kind: error.kind });
-        const other = attempt === 0 && retryable(error, ctx.request)
-          ? balancer.pick(ready, endpoint.url)
-          : undefined;
-        if (other !== undefined) {
+    try {
+      for (let attempt = 0;; attempt++) {
+        tried.add(endpoint.url);
+        const end = balancer.begin(endpoint.url);
+        ctx.upstream = endpoint.url;
+        let response: UpstreamResponse;
+        try {
+          response = await client.send({
+            origin: endpoint.url,
+            method: ctx.request.method,
+            path,
+            headers,
+            body: ctx.request.body,
+            signal: ctx.request.signal,
+            headersTimeoutMs: ctx.upstreamTimeoutMs ?? deps.upstreamTimeoutMs,
+            maxBodyBytes,
+            onBodyBytes: (total) => ctx.bytesIn = total,
+          });
+        } catch (error) {
+          end();
+          if (!(error instanceof UpstreamError)) throw error;
+          if (error.kind === "body_too_large") throw payloadTooLarge(maxBodyBytes);
+          metrics.upstreamErrors.inc({ service: serviceName, kind: error.kind });
+          if (FAILURE_KINDS.has(error.kind)) reportFailure(endpoint.url);
+          const untouched = !error.bodyStarted && !ctx.request.bodyUsed;
+          const next = retriesAllowed && untouched && attempt < settings.retries &&
+              RETRIED_KINDS.has(error.kind)
+            ? retryTarget(endpoint)
+            : attempt === 0 && retryable(error, ctx.request)
+            ? balancer.pick(ready, endpoint.url)
+            : undefined;
+          if (next !== undefined) {
+            metrics.upstreamRetries.inc({ service: serviceName });
+            deps.logger.warn("upstream_retry", {
+              request_id: ctx.requestId,
+              service: serviceName,
+              endpoint: endpoint.url,
+              kind: error.kind,
+            });
+            endpoint = next;
+            continue;
+          }
+          throw upstreamFailure(error, serviceName);
+        }
+        if (response.status >= 500) reportFailure(endpoint.url);
+        else deps.health.recordSuccess(endpoint.url);
+        if (
+          retriesAllowed && attempt < settings.retries && RETRIED_STATUSES.has(response.status)
+        ) {
+          // The answer is dropped; cancelling its body closes that connection.
+          if (response.body instanceof ReadableStream) await response.body.cancel();
+          end();
+          metrics.upstreamRetries.inc({ service: serviceName });
           deps.logger.warn("upstream_retry", {
             request_id: ctx.requestId,
-            service: route.serviceName,
+            service: serviceName,
             endpoint: endpoint.url,
-            kind: error.kind,
+            status: response.status,
           });
-          endpoint = other;
+          endpoint = retryTarget(endpoint);
           continue;
         }
-        throw upstreamFailure(error, route.serviceName);
+        const slot = releaseSlot;
+        releaseSlot = undefined;
+        response.done.finally(() => {
+          end();
+          slot?.();
+        });
+        ctx.bodyDone = response.done;
+        const answer = new Response(response.body, { status: response.status });
+        copyClientHeaders(response.rawHeaders, answer.headers, ctx.requestId);
+        return answer;
       }
-      response.done.finally(end);
-      ctx.bodyDone = response.done;
-      const answer = new Response(response.body, { status: response.status });
-      copyClientHeaders(response.rawHeaders, answer.headers, ctx.requestId);
-      return answer;
+    } finally {
+      // Set only when no response took the slot over: the request failed.
+      releaseSlot?.();
     }
   };
 }

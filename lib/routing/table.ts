@@ -117,6 +117,8 @@ export function tableFromConfig(config: Config, version = 1): RoutingTable {
   );
   const services = new Map<string, ServiceEntry>();
   for (const [name, service] of Object.entries(config.services)) {
+    // An entry without urls only carries settings for a discovered service.
+    if (service.urls === undefined) continue;
     services.set(
       name,
       serviceEntry(name, "config", service.urls.map((url) => ({ url, ready: true }))),

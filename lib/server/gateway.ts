@@ -3,6 +3,8 @@ import { Metrics } from "../admin/metrics.ts";
 import type { Config } from "../config/types.ts";
 import type { Logger } from "../log/logger.ts";
 import { Authenticator } from "../auth/authenticator.ts";
+import { buildMiddleware, sequence } from "../plugins/registry.ts";
+import { tracing } from "../tracing/trace.ts";
 import {
   discoveryEnabled,
   type DiscoveryTuning,
@@ -23,6 +25,10 @@ import { compose } from "../pipeline/compose.ts";
 import { GatewayError } from "../pipeline/errors.ts";
 import type { Handler, Middleware, RequestContext } from "../pipeline/types.ts";
 import { Balancer } from "../proxy/balancer.ts";
+import { UpstreamHealth } from "../proxy/health.ts";
+import { HealthChecker } from "../proxy/health_check.ts";
+import { ServiceConcurrency } from "../proxy/in_flight.ts";
+import { settingsLookup } from "../proxy/settings.ts";
 import { requestIdFor } from "../proxy/headers.ts";
 import { proxy } from "../proxy/proxy.ts";
 import { UpstreamClient } from "../proxy/upstream_client.ts";
@@ -79,6 +85,10 @@ export function buildChain(
     accessLog: boolean;
     authenticator: Authenticator;
     limiter: RateLimitBackend;
+    /** Names spans after routes and traces the upstream call (only with OTEL_DENO=true). */
+    tracing?: Middleware;
+    /** Middleware from the config (global, then the route's), by phase. */
+    configured?: { beforeAuth?: Middleware; afterAuth?: Middleware };
     extra: readonly Middleware[];
   },
   terminal: Handler,
@@ -87,8 +97,13 @@ export function buildChain(
     observe(parts),
     errorBoundary(parts),
     matchRoute(),
+    ...(parts.tracing ? [parts.tracing] : []),
+    // Config middleware of phase before_auth: a CORS preflight carries no
+    // credentials, and an address filter should refuse before any work.
+    ...(parts.configured?.beforeAuth ? [parts.configured.beforeAuth] : []),
     authenticate(parts),
     rateLimit(parts),
+    ...(parts.configured?.afterAuth ? [parts.configured.afterAuth] : []),
     ...parts.extra,
   ], terminal);
 }
@@ -101,6 +116,8 @@ interface Runtime {
   readonly discovery?: KubernetesDiscovery;
   readonly trusted: CidrSet;
   readonly handler: Handler;
+  /** Active health checks of this config's static services, if any has them. */
+  readonly healthChecker?: HealthChecker;
 }
 
 /** Starts the proxy and admin listeners. */
@@ -120,7 +137,17 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   refreshGauges(routing.current);
   routing.onSwap(refreshGauges);
   const client = new UpstreamClient();
-  const balancer = new Balancer();
+  // Health and in-flight counts are keyed by endpoint URL and service name: they outlive reloads.
+  const health = new UpstreamHealth();
+  const balancer = new Balancer({ health });
+  const concurrency = new ServiceConcurrency();
+  metrics.beforeRender(() => {
+    metrics.upstreamEjected.reset();
+    for (const service of new Set(routing.current.services.values())) {
+      const out = service.ready.filter((endpoint) => !health.available(endpoint.url)).length;
+      metrics.upstreamEjected.set({ service: service.name }, out);
+    }
+  });
 
   /** Builds what `config` needs, reusing what an unchanged part of `previous` already has. */
   async function build(config: Config, previous?: Runtime): Promise<Runtime> {
@@ -169,6 +196,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       }
     }
     const server = config.server;
+    const configured = await configuredMiddleware(config, logger);
     const handler = buildChain(
       {
         logger,
@@ -176,6 +204,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         accessLog: options.accessLog ?? true,
         authenticator,
         limiter,
+        configured,
+        tracing: optionalEnv(env, "OTEL_DENO") === "true" ? await tracing() : undefined,
         extra: options.middleware ?? [],
       },
       proxy({
@@ -185,6 +215,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         logger,
         maxBodyBytes: server.maxBodyBytes,
         upstreamTimeoutMs: server.upstreamTimeoutMs,
+        health,
+        concurrency,
+        settingsFor: settingsLookup(config),
       }),
     );
     return {
@@ -194,6 +227,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       discovery,
       trusted: new CidrSet(server.trustedProxies),
       handler,
+      // Last: nothing after it can fail and leave its timers running.
+      healthChecker: HealthChecker.start(config, { health, metrics, logger }),
     };
   }
 
@@ -242,6 +277,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
 
   /** Closes what `old` had that `next` does not reuse, once in-flight requests had time to finish. */
   async function retire(old: Runtime, next: Runtime | undefined, delayMs: number): Promise<void> {
+    await old.healthChecker?.stop();
     if (delayMs > 0) await sleep(delayMs, pendingSleeps);
     await old.authenticator.close();
     if (old.limiter !== next?.limiter) await old.limiter.close();
@@ -272,6 +308,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         return { ok: false as const, reason };
       }
       runtime = next;
+      // Checks serve no in-flight request: two checkers would only probe twice.
+      await old.healthChecker?.stop();
       // Two discoveries must not both swap tables in.
       if (old.discovery !== undefined && old.discovery !== next.discovery) {
         await old.discovery.stop();
@@ -333,6 +371,58 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
 }
 
 const RELOAD_SYNC_TIMEOUT_MS = 30_000;
+
+/** An environment switch that may be read only with --allow-env: unreadable counts as unset. */
+function optionalEnv(env: (name: string) => string | undefined, name: string): string | undefined {
+  try {
+    return env(name);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The config's middleware as two links (before and after authentication):
+ * for each config route its global plus own middleware, composed once;
+ * routes from Service annotations get the global ones only.
+ */
+async function configuredMiddleware(
+  config: Config,
+  logger: Logger,
+): Promise<{ beforeAuth?: Middleware; afterAuth?: Middleware }> {
+  const deps = { logger, trustedProxies: config.server.trustedProxies };
+  const global = await buildMiddleware(config.middleware, deps);
+  const before = new Map<string, Middleware | undefined>();
+  const after = new Map<string, Middleware | undefined>();
+  for (const route of config.routes) {
+    if (route.middleware.length === 0) continue;
+    const own = await buildMiddleware(route.middleware, deps);
+    before.set(route.id, sequence([...global.beforeAuth, ...own.beforeAuth]));
+    after.set(route.id, sequence([...global.afterAuth, ...own.afterAuth]));
+  }
+  const link = (
+    name: string,
+    byRoute: Map<string, Middleware | undefined>,
+    everywhere: Middleware | undefined,
+  ): Middleware | undefined => {
+    if (everywhere === undefined && [...byRoute.values()].every((m) => m === undefined)) {
+      return undefined;
+    }
+    const run: Middleware = function configuredMiddleware(ctx, next) {
+      const route = ctx.route!;
+      const chosen = route.source === "config" && byRoute.has(route.id)
+        ? byRoute.get(route.id)
+        : everywhere;
+      return chosen ? chosen(ctx, next) : next();
+    };
+    Object.defineProperty(run, "name", { value: name });
+    return run;
+  };
+  return {
+    beforeAuth: link("configuredBeforeAuth", before, sequence(global.beforeAuth)),
+    afterAuth: link("configuredAfterAuth", after, sequence(global.afterAuth)),
+  };
+}
 
 /** Resolves after `ms`, or at once when woken through `wakers` (shutdown). */
 function sleep(ms: number, wakers?: Set<() => void>): Promise<void> {

@@ -102,6 +102,7 @@ Deno.test("loadConfigFile() loads the repository's config.yaml with defaults and
       authRequired: true,
       stripPrefix: false,
       forwardCredentials: false,
+      middleware: [],
     },
     {
       id: "order-service-route",
@@ -110,6 +111,7 @@ Deno.test("loadConfigFile() loads the repository's config.yaml with defaults and
       authRequired: true,
       stripPrefix: false,
       forwardCredentials: false,
+      middleware: [],
       rateLimit: { requestsPerPeriod: 100, periodSeconds: 60, clientIdentifier: "API-Key" },
     },
   ]);
@@ -245,9 +247,13 @@ Deno.test("parseConfig() normalizes service urls to origins and rejects urls wit
     "    urls: []",
     ...ROUTE,
   ));
+  const defaults = {
+    passiveHealth: { consecutiveFailures: 5, baseEjectionMs: 30000, maxEjectionMs: 300000 },
+    retries: 0,
+  };
   assert.deepEqual(config.services, {
-    a: { urls: ["http://127.0.0.1:9001", "https://example.com"] },
-    empty: { urls: [] },
+    a: { urls: ["http://127.0.0.1:9001", "https://example.com"], ...defaults },
+    empty: { urls: [], ...defaults },
   });
   assert.deepEqual(
     problems(yaml(
@@ -266,8 +272,7 @@ Deno.test("parseConfig() normalizes service urls to origins and rejects urls wit
       'conf/gw.yaml:5:9: services.a.urls[1]: must be an origin only (scheme://host[:port]), without path, query, fragment or credentials, got "http://user:pw@127.0.0.1:9001"',
       'conf/gw.yaml:6:9: services.a.urls[2]: must be an origin only (scheme://host[:port]), without path, query, fragment or credentials, got "http://127.0.0.1:9001?x=1"',
       'conf/gw.yaml:7:3: services.Not_Valid: invalid service name "Not_Valid": use lowercase letters, digits, "-" and "."',
-      'conf/gw.yaml:8:5: services.Not_Valid.url: unknown key "url" (expected one of: urls)',
-      "conf/gw.yaml:8:5: services.Not_Valid.urls: is required",
+      'conf/gw.yaml:8:5: services.Not_Valid.url: unknown key "url" (expected one of: urls, passive_health, health_check, max_in_flight, retries)',
     ],
   );
 });
@@ -767,4 +772,95 @@ Deno.test("formatProblem() omits the field path for document-level problems", ()
   const base = { file: "c.yaml", line: 3, column: 7, message: "boom" };
   assert.equal(formatProblem({ ...base, field: "" }), "c.yaml:3:7: boom");
   assert.equal(formatProblem({ ...base, field: "server.port" }), "c.yaml:3:7: server.port: boom");
+});
+
+Deno.test("parseConfig() reads the upstream resilience keys of a service, with their defaults", async () => {
+  const { DEFAULT_UPSTREAM_SETTINGS } = await import("../../lib/proxy/settings.ts");
+  const { config, warnings } = load(yaml(
+    "services:",
+    "  a:",
+    "    urls: [http://127.0.0.1:9001]",
+    "    passive_health: { consecutive_failures: 3, base_ejection_ms: 300, max_ejection_ms: 1200 }",
+    "    health_check: { path: /healthz?deep=1, interval_ms: 50 }",
+    "    max_in_flight: 10",
+    "    retries: 2",
+    "  b:",
+    "    retries: 1",
+    "  c:",
+    "    urls: [http://127.0.0.1:9002]",
+    "routes:",
+    "  - { path_prefix: /a, service_name: a }",
+    "  - { path_prefix: /b, service_name: b }",
+    "  - { path_prefix: /c, service_name: c }",
+  ));
+  assert.deepEqual(config.services.a, {
+    urls: ["http://127.0.0.1:9001"],
+    passiveHealth: { consecutiveFailures: 3, baseEjectionMs: 300, maxEjectionMs: 1200 },
+    healthCheck: {
+      path: "/healthz?deep=1",
+      intervalMs: 50,
+      timeoutMs: 1000,
+      unhealthyThreshold: 2,
+      healthyThreshold: 1,
+    },
+    maxInFlight: 10,
+    retries: 2,
+  });
+  // Without urls an entry only tunes the service Kubernetes provides.
+  assert.deepEqual(config.services.b, {
+    passiveHealth: DEFAULT_UPSTREAM_SETTINGS.passiveHealth,
+    retries: 1,
+  });
+  assert.deepEqual(config.services.c, {
+    urls: ["http://127.0.0.1:9002"],
+    ...DEFAULT_UPSTREAM_SETTINGS,
+  });
+  assert.deepEqual(warnings, [
+    'conf/gw.yaml:14:38: routes[1].service_name: service "b" has no urls in services and Kubernetes discovery may be off: requests answer 503 until it has endpoints',
+  ]);
+  const withDiscovery = load(yaml(
+    "discovery: { kubernetes: { enabled: true } }",
+    "services: { b: { retries: 1 } }",
+    "routes: [{ path_prefix: /b, service_name: b }]",
+  ));
+  assert.deepEqual(withDiscovery.warnings, []);
+});
+
+Deno.test("parseConfig() reports bad upstream resilience keys at their line", () => {
+  assert.deepEqual(
+    problems(yaml(
+      "services:",
+      "  a:",
+      "    urls: [http://127.0.0.1:9001]",
+      "    passive_health:",
+      "      consecutive_failures: -1",
+      "      base_ejection_ms: 0",
+      "      ejection_ms: 5",
+      "    health_check:",
+      "      path: healthz",
+      "      interval_ms: 5",
+      "    max_in_flight: 0",
+      "    retries: 6",
+      "  b:",
+      "    health_check:",
+      "      path: /healthz",
+      "  c:",
+      "    urls: [http://127.0.0.1:9002]",
+      "    passive_health: { base_ejection_ms: 500, max_ejection_ms: 100 }",
+      "    health_check: { interval_ms: 100 }",
+      ...ROUTE,
+    )),
+    [
+      "conf/gw.yaml:5:29: services.a.passive_health.consecutive_failures: must be between 0 and 1000, got -1",
+      "conf/gw.yaml:6:25: services.a.passive_health.base_ejection_ms: must be at least 1, got 0",
+      'conf/gw.yaml:7:7: services.a.passive_health.ejection_ms: unknown key "ejection_ms" (expected one of: consecutive_failures, base_ejection_ms, max_ejection_ms)',
+      'conf/gw.yaml:9:13: services.a.health_check.path: must be a path starting with "/" (no spaces or fragment), got "healthz"',
+      "conf/gw.yaml:10:20: services.a.health_check.interval_ms: must be between 10 and 3600000, got 5",
+      "conf/gw.yaml:11:20: services.a.max_in_flight: must be at least 1, got 0",
+      "conf/gw.yaml:12:14: services.a.retries: must be between 0 and 5, got 6",
+      "conf/gw.yaml:14:5: services.b.health_check: active health checks need urls: Kubernetes readiness already checks discovered endpoints",
+      "conf/gw.yaml:18:63: services.c.passive_health.max_ejection_ms: must be at least base_ejection_ms (500), got 100",
+      "conf/gw.yaml:19:19: services.c.health_check.path: is required",
+    ],
+  );
 });

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import type { Config } from "../../lib/config/types.ts";
+import { DEFAULT_UPSTREAM_SETTINGS } from "../../lib/proxy/settings.ts";
 import {
   countSegments,
   type RouteEntry,
@@ -54,6 +55,7 @@ function config(
     auth: {},
     discovery: {},
     services,
+    middleware: [],
     routes,
   };
 }
@@ -157,8 +159,13 @@ Deno.test("tableFromConfig() builds routes and static services with ready endpoi
   const t = tableFromConfig(
     config(
       {
-        users: { urls: ["http://127.0.0.1:9001", "http://127.0.0.1:9002"] },
-        orders: { urls: ["http://127.0.0.1:9003"] },
+        users: {
+          urls: ["http://127.0.0.1:9001", "http://127.0.0.1:9002"],
+          ...DEFAULT_UPSTREAM_SETTINGS,
+        },
+        orders: { urls: ["http://127.0.0.1:9003"], ...DEFAULT_UPSTREAM_SETTINGS },
+        // Settings only: Kubernetes provides this service, the table does not list it.
+        tuned: { ...DEFAULT_UPSTREAM_SETTINGS, retries: 2 },
       },
       [
         {
@@ -167,6 +174,7 @@ Deno.test("tableFromConfig() builds routes and static services with ready endpoi
           serviceName: "users",
           authRequired: true,
           forwardCredentials: false,
+          middleware: [],
           stripPrefix: false,
         },
         {
@@ -175,6 +183,7 @@ Deno.test("tableFromConfig() builds routes and static services with ready endpoi
           serviceName: "orders",
           authRequired: false,
           forwardCredentials: false,
+          middleware: [],
           stripPrefix: true,
           rateLimit: { requestsPerPeriod: 5, periodSeconds: 60, clientIdentifier: "IP" },
         },
@@ -216,6 +225,7 @@ Deno.test("tableFromConfig() builds routes and static services with ready endpoi
   assert.deepEqual(usersService.ready, usersService.endpoints);
   assert.deepEqual(t.service("orders")?.ready.map((e) => e.url), ["http://127.0.0.1:9003"]);
   assert.equal(t.service("missing"), undefined);
+  assert.equal(t.service("tuned"), undefined);
 });
 
 Deno.test("RoutingState.swap() replaces the whole snapshot and tells listeners", () => {

@@ -1,0 +1,65 @@
+/**
+ * The plugin API: what a middleware module exports. Built-in middleware
+ * uses the same API as user plugins.
+ *
+ * ```ts
+ * import type { MiddlewarePlugin } from "../../lib/plugins/api.ts";
+ * export const plugin: MiddlewarePlugin = {
+ *   validateOptions(options) { return []; },          // problems, "field: message"
+ *   createMiddleware(options, deps) {                 // once per config load
+ *     return async function myPlugin(ctx, next) { return await next(); };
+ *   },
+ * };
+ * ```
+ */
+import type { Logger } from "../log/logger.ts";
+import type { Middleware } from "../pipeline/types.ts";
+
+/** What a plugin gets besides its options. */
+export interface PluginDeps {
+  /** The gateway's logger (JSON lines; never log secrets). */
+  readonly logger: Logger;
+  /** Client-address checks honour these (already parsed), for plugins that filter by address. */
+  readonly trustedProxies: readonly string[];
+}
+
+/**
+ * Where a plugin runs: `before_auth` (after route matching; for what must
+ * work without credentials, such as CORS preflights, or should refuse
+ * before any work, such as address filters) or `after_auth` (the default:
+ * after authentication and rate limiting, with `ctx.consumer` set).
+ */
+export type PluginPhase = "before_auth" | "after_auth";
+
+/** A middleware plugin: built-in or a user module exporting `plugin`. */
+export interface MiddlewarePlugin {
+  /** Default `after_auth`. */
+  readonly phase?: PluginPhase;
+  /**
+   * Checks the options from the config; returns one problem per mistake,
+   * each as `"field.path: message"` (or just `"message"`). Runs at load
+   * time (`deno task validate` too), so problems carry the config's line.
+   */
+  validateOptions?(options: unknown): string[];
+  /** Builds the middleware, once per config load; never per request. */
+  createMiddleware(options: unknown, deps: PluginDeps): Middleware;
+}
+
+/** A plain-object check used by the built-ins: the options mapping, or a problem. */
+export function optionsObject(options: unknown): Record<string, unknown> | string {
+  if (options === undefined || options === null) return {};
+  if (typeof options !== "object" || Array.isArray(options)) {
+    return "options must be a mapping";
+  }
+  return options as Record<string, unknown>;
+}
+
+/** Problems for keys not in `allowed` (they are usually typos). */
+export function unknownKeys(
+  options: Record<string, unknown>,
+  allowed: readonly string[],
+): string[] {
+  return Object.keys(options).filter((key) => !allowed.includes(key)).map((key) =>
+    `${key}: unknown option (expected one of: ${allowed.join(", ")})`
+  );
+}
