@@ -60,12 +60,22 @@ export function proxy(deps: ProxyDeps): Handler {
     if (isWebSocketUpgrade(ctx.request)) {
       const endpoint = balancer.pick(ready) as Endpoint;
       ctx.upstream = endpoint.url;
-      return await proxyWebSocket(ctx, {
-        origin: endpoint.url,
-        path: upstreamPath(ctx),
-        headers: upstreamHeaders(ctx),
-        handshakeTimeoutMs: ctx.upstreamTimeoutMs ?? deps.upstreamTimeoutMs,
-      });
+      // An open session counts as a request in flight for least-loaded picking.
+      const end = balancer.begin(endpoint.url);
+      try {
+        const response = await proxyWebSocket(ctx, {
+          origin: endpoint.url,
+          path: upstreamPath(ctx),
+          headers: upstreamHeaders(ctx),
+          handshakeTimeoutMs: ctx.upstreamTimeoutMs ?? deps.upstreamTimeoutMs,
+        });
+        if (ctx.bodyDone) ctx.bodyDone.finally(end);
+        else end();
+        return response;
+      } catch (error) {
+        end();
+        throw error;
+      }
     }
 
     const declared = ctx.request.headers.get("content-length");

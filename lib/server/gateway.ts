@@ -236,37 +236,53 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const listen = options.config.server;
 
   let draining = false;
-  const proxyServer = Deno.serve({
-    port: options.listen?.port ?? listen.port,
-    hostname: options.listen?.host ?? listen.host,
-    onListen() {},
-    onError(error) {
-      logger.error("internal_error", { error });
-      return errorResponse(
-        { requestId: crypto.randomUUID() },
-        new GatewayError(500, "internal_error", "The gateway failed to handle this request"),
-      );
-    },
-  }, function serve(request, info) {
-    // One read of `runtime`: a request runs entirely on the config it arrived under.
-    const current = runtime;
-    const ctx = newContext(request, info.remoteAddr, routing.current, current.trusted);
-    return current.handler(ctx);
-  });
-
-  const adminServer = Deno.serve(
-    {
-      port: options.listen?.adminPort ?? listen.adminPort,
-      hostname: options.listen?.adminHost ?? listen.adminHost,
+  let proxyServer: Deno.HttpServer<Deno.NetAddr>;
+  let adminServer: Deno.HttpServer<Deno.NetAddr>;
+  let opened: Deno.HttpServer<Deno.NetAddr> | undefined;
+  try {
+    proxyServer = Deno.serve({
+      port: options.listen?.port ?? listen.port,
+      hostname: options.listen?.host ?? listen.host,
       onListen() {},
-    },
-    adminHandler({
-      metrics,
-      routing,
-      isReady: () => runtime.discovery?.synced ?? true,
-      isDraining: () => draining,
-    }),
-  );
+      onError(error) {
+        logger.error("internal_error", { error });
+        return errorResponse(
+          { requestId: crypto.randomUUID() },
+          new GatewayError(500, "internal_error", "The gateway failed to handle this request"),
+        );
+      },
+    }, function serve(request, info) {
+      // One read of `runtime`: a request runs entirely on the config it arrived under.
+      const current = runtime;
+      const ctx = newContext(request, info.remoteAddr, routing.current, current.trusted);
+      return current.handler(ctx);
+    });
+    opened = proxyServer;
+
+    adminServer = Deno.serve(
+      {
+        port: options.listen?.adminPort ?? listen.adminPort,
+        hostname: options.listen?.adminHost ?? listen.adminHost,
+        onListen() {},
+      },
+      adminHandler({
+        metrics,
+        routing,
+        isReady: () => runtime.discovery?.synced ?? true,
+        isDraining: () => draining,
+      }),
+    );
+  } catch (error) {
+    // A port in use, say: undo what build() started, then say why.
+    await opened?.shutdown();
+    client.close();
+    await runtime.healthChecker?.stop();
+    await runtime.discovery?.stop();
+    await runtime.authenticator.close();
+    await runtime.limiter.close();
+    const message = error instanceof Error ? error.message : String(error);
+    throw new Error(`Cannot listen on the configured addresses: ${message}`);
+  }
 
   logger.info("gateway_started", {
     proxy: `${proxyServer.addr.hostname}:${proxyServer.addr.port}`,

@@ -411,3 +411,30 @@ routes:
     await upstream.close();
   }
 });
+
+Deno.test("a port already in use fails the start with a clear error and leaves nothing running", async () => {
+  const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (taken.addr as Deno.NetAddr).port;
+  const upstream = recordingUpstream();
+  try {
+    const { startGateway } = await import("../../lib/server/gateway.ts");
+    const { memoryLogger } = await import("../../lib/log/logger.ts");
+    const { configFrom } = await import("../helpers.ts");
+    await assert.rejects(
+      startGateway({
+        config: configFrom(`
+services:
+  app: { urls: [${upstream.url}], health_check: { path: /healthz, interval_ms: 50 } }
+routes:
+  - { id: app, path_prefix: /, service_name: app }
+`),
+        logger: memoryLogger(),
+        listen: { port, host: "127.0.0.1", adminPort: 0, adminHost: "127.0.0.1" },
+      }),
+      /Cannot listen on the configured addresses/,
+    );
+  } finally {
+    taken.close();
+    await upstream.close();
+  }
+});
