@@ -63,3 +63,30 @@ export function unknownKeys(
     `${key}: unknown option (expected one of: ${allowed.join(", ")})`
   );
 }
+
+/**
+ * A plugin from an options parser and a builder: the parser's problems
+ * (a string list) serve validateOptions, and createMiddleware builds from
+ * the parsed options (throwing on problems, which validation caught first).
+ */
+export function parsedPlugin<T>(spec: {
+  name: string;
+  phase?: PluginPhase;
+  parse(options: unknown): T | string[];
+  build(parsed: T, deps: PluginDeps): Middleware;
+}): MiddlewarePlugin {
+  return {
+    phase: spec.phase,
+    validateOptions(options) {
+      const parsed = spec.parse(options);
+      return Array.isArray(parsed) && parsed.every((p) => typeof p === "string") ? parsed : [];
+    },
+    createMiddleware(options, deps) {
+      const parsed = spec.parse(options);
+      if (Array.isArray(parsed) && parsed.every((p) => typeof p === "string")) {
+        throw new Error(`${spec.name}: ${parsed.join("; ")}`);
+      }
+      return spec.build(parsed as T, deps);
+    },
+  };
+}

@@ -1,6 +1,6 @@
 import { GatewayError } from "../pipeline/errors.ts";
 import type { Middleware } from "../pipeline/types.ts";
-import { type MiddlewarePlugin, optionsObject, unknownKeys } from "./api.ts";
+import { type MiddlewarePlugin, optionsObject, parsedPlugin, unknownKeys } from "./api.ts";
 
 interface CorsOptions {
   allowOrigins: string[];
@@ -71,15 +71,11 @@ function parse(options: unknown): CorsOptions | string[] {
  * responses for allowed origins. It runs before authentication, since a
  * browser sends preflights without credentials.
  */
-export const cors: MiddlewarePlugin = {
+export const cors: MiddlewarePlugin = parsedPlugin({
+  name: "cors",
   phase: "before_auth",
-  validateOptions(options) {
-    const parsed = parse(options);
-    return Array.isArray(parsed) ? parsed : [];
-  },
-  createMiddleware(options) {
-    const parsed = parse(options);
-    if (Array.isArray(parsed)) throw new Error(`cors: ${parsed.join("; ")}`);
+  parse,
+  build(parsed) {
     const any = parsed.allowOrigins.includes("*");
     const allowed = new Set(parsed.allowOrigins);
     const methods = parsed.allowMethods.join(", ");
@@ -128,4 +124,4 @@ export const cors: MiddlewarePlugin = {
     };
     return middleware;
   },
-};
+});

@@ -1,5 +1,5 @@
 import type { Middleware } from "../pipeline/types.ts";
-import { type MiddlewarePlugin, optionsObject, unknownKeys } from "./api.ts";
+import { type MiddlewarePlugin, optionsObject, parsedPlugin, unknownKeys } from "./api.ts";
 
 interface HeaderRules {
   set: [string, string][];
@@ -59,22 +59,11 @@ function parse(options: unknown): HeaderRules | string[] {
   return problems.length > 0 ? problems : { set, add, remove };
 }
 
-function validator(options: unknown): string[] {
-  const parsed = parse(options);
-  return Array.isArray(parsed) ? parsed : [];
-}
-
-function rules(name: string, options: unknown): HeaderRules {
-  const parsed = parse(options);
-  if (Array.isArray(parsed)) throw new Error(`${name}: ${parsed.join("; ")}`);
-  return parsed;
-}
-
 /** `request_headers`: set, add or remove headers on the request the upstream receives. */
-export const requestHeaders: MiddlewarePlugin = {
-  validateOptions: validator,
-  createMiddleware(options) {
-    const { set, add, remove } = rules("request_headers", options);
+export const requestHeaders: MiddlewarePlugin = parsedPlugin({
+  name: "request_headers",
+  parse,
+  build({ set, add, remove }) {
     const middleware: Middleware = function requestHeaders(ctx, next) {
       const changes: Record<string, string | null> = { ...ctx.upstreamHeaders };
       for (const name of remove) changes[name] = null;
@@ -88,16 +77,16 @@ export const requestHeaders: MiddlewarePlugin = {
     };
     return middleware;
   },
-};
+});
 
 /**
  * `response_headers`: set, add or remove headers on the response the
  * client receives (set and add also apply to the gateway's error answers).
  */
-export const responseHeaders: MiddlewarePlugin = {
-  validateOptions: validator,
-  createMiddleware(options) {
-    const { set, add, remove } = rules("response_headers", options);
+export const responseHeaders: MiddlewarePlugin = parsedPlugin({
+  name: "response_headers",
+  parse,
+  build({ set, add, remove }) {
     const middleware: Middleware = async function responseHeaders(ctx, next) {
       // Error answers get the set/added headers too (removal only concerns upstream headers).
       ctx.responseHeaders = [...(ctx.responseHeaders ?? []), ...set, ...add];
@@ -110,4 +99,4 @@ export const responseHeaders: MiddlewarePlugin = {
     };
     return middleware;
   },
-};
+});

@@ -2,7 +2,7 @@ import ipaddr from "ipaddr.js";
 import { CidrSet } from "../net/cidr.ts";
 import { GatewayError } from "../pipeline/errors.ts";
 import type { Middleware } from "../pipeline/types.ts";
-import { type MiddlewarePlugin, optionsObject, unknownKeys } from "./api.ts";
+import { type MiddlewarePlugin, optionsObject, parsedPlugin, unknownKeys } from "./api.ts";
 
 function parse(options: unknown): { allow: string[]; deny: string[] } | string[] {
   const o = optionsObject(options);
@@ -35,15 +35,11 @@ function parse(options: unknown): { allow: string[]; deny: string[] } | string[]
  * from `server.trusted_proxies`). Deny wins over allow; with an allow list,
  * everything not on it is refused.
  */
-export const ipFilter: MiddlewarePlugin = {
+export const ipFilter: MiddlewarePlugin = parsedPlugin({
+  name: "ip_filter",
   phase: "before_auth",
-  validateOptions(options) {
-    const parsed = parse(options);
-    return Array.isArray(parsed) ? parsed : [];
-  },
-  createMiddleware(options) {
-    const parsed = parse(options);
-    if (Array.isArray(parsed)) throw new Error(`ip_filter: ${parsed.join("; ")}`);
+  parse,
+  build(parsed) {
     const allow = new CidrSet(parsed.allow);
     const deny = new CidrSet(parsed.deny);
     const middleware: Middleware = function ipFilter(ctx, next) {
@@ -57,4 +53,4 @@ export const ipFilter: MiddlewarePlugin = {
     };
     return middleware;
   },
-};
+});
