@@ -93,6 +93,12 @@ export interface UpstreamClientOptions {
   /** Idle keep-alive connections kept per origin (default 256). */
   readonly maxIdlePerOrigin?: number;
   /**
+   * Connections open at once per origin (default 1024). Requests beyond it
+   * wait for one to come free (within their upstream timeout) instead of
+   * opening thousands of sockets against one upstream.
+   */
+  readonly maxConnectionsPerOrigin?: number;
+  /**
    * An idle connection older than this is closed rather than reused
    * (default 4 s: below the 5 s keep-alive timeout of Node and many
    * frameworks, so the upstream rarely closes one under us).
@@ -108,6 +114,8 @@ interface Connection {
   readonly reader: BufferedReader;
   idleSince: number;
   closed: boolean;
+  /** Frees the connection's slot in its origin's limit. */
+  readonly onClose: () => void;
 }
 
 function closeConnection(connection: Connection): void {
@@ -118,12 +126,23 @@ function closeConnection(connection: Connection): void {
   } catch {
     // already closed by the peer or by an abort
   }
+  connection.onClose();
+}
+
+/** A request waiting for a connection to an origin at its limit. */
+interface Waiter {
+  /** A pooled connection handed over, or null: a slot is free, connect. */
+  resolve(connection: Connection | null): void;
+  cancelled: boolean;
 }
 
 /** Sends requests upstream over pooled keep-alive connections. */
 export class UpstreamClient {
   readonly #idle = new Map<string, Connection[]>();
   readonly #maxIdle: number;
+  readonly #maxConnections: number;
+  readonly #open = new Map<string, number>();
+  readonly #waiters = new Map<string, Waiter[]>();
   readonly #idleTimeoutMs: number;
   readonly #sweeper: number;
   readonly #deadlines = new Deadlines();
@@ -131,6 +150,7 @@ export class UpstreamClient {
 
   constructor(options: UpstreamClientOptions = {}) {
     this.#maxIdle = options.maxIdlePerOrigin ?? 256;
+    this.#maxConnections = options.maxConnectionsPerOrigin ?? 1024;
     this.#idleTimeoutMs = options.idleTimeoutMs ?? 4000;
     this.#sweeper = setInterval(() => this.#sweep(), this.#idleTimeoutMs) as unknown as number;
     Deno.unrefTimer(this.#sweeper);
@@ -163,13 +183,34 @@ export class UpstreamClient {
       if (req.signal.aborted) onAbort();
       connection = this.#takeIdle(req.origin);
       reused = connection !== undefined;
-      if (connection === undefined) {
-        const connecting = connect(url);
-        connecting.then((conn) => {
-          if (failure) conn.close();
-        }, () => {});
-        const conn = await Promise.race([connecting, interrupted]);
-        connection = { conn, reader: new BufferedReader(conn), idleSince: 0, closed: false };
+      while (connection === undefined) {
+        if ((this.#open.get(req.origin) ?? 0) < this.#maxConnections) {
+          connection = await Promise.race([
+            this.#connect(req.origin, url, () => !!failure),
+            interrupted,
+          ]);
+        } else {
+          const waiter: Waiter = { resolve: () => {}, cancelled: false };
+          const handed = new Promise<Connection | null>((resolve) => waiter.resolve = resolve);
+          this.#queue(req.origin).push(waiter);
+          let served = false;
+          try {
+            const result = await Promise.race([handed, interrupted]);
+            served = true;
+            if (result !== null) {
+              connection = result;
+              reused = true;
+            }
+          } finally {
+            waiter.cancelled = true;
+            // Given up while being served: pass the connection (or the free slot) on.
+            if (!served) {
+              handed.then((late) =>
+                late ? this.#release(req.origin, late) : this.#wake(req.origin, null)
+              );
+            }
+          }
+        }
       }
       if (failure) throw failure;
       const active = connection;
@@ -299,6 +340,64 @@ export class UpstreamClient {
     return parsed;
   }
 
+  /** Opens a connection, counted in the origin's limit until it closes. */
+  async #connect(origin: string, url: Origin, abandoned: () => boolean): Promise<Connection> {
+    this.#open.set(origin, (this.#open.get(origin) ?? 0) + 1);
+    let conn: Deno.Conn;
+    try {
+      conn = await connect(url);
+    } catch (error) {
+      this.#freeSlot(origin);
+      throw error;
+    }
+    let freed = false;
+    const connection: Connection = {
+      conn,
+      reader: new BufferedReader(conn),
+      idleSince: 0,
+      closed: false,
+      onClose: () => {
+        if (freed) return;
+        freed = true;
+        this.#freeSlot(origin);
+      },
+    };
+    // The request gave up (timeout, client gone) while this was connecting.
+    if (abandoned()) closeConnection(connection);
+    return connection;
+  }
+
+  #freeSlot(origin: string): void {
+    const left = (this.#open.get(origin) ?? 1) - 1;
+    if (left <= 0) this.#open.delete(origin);
+    else this.#open.set(origin, left);
+    this.#wake(origin, null);
+  }
+
+  #queue(origin: string): Waiter[] {
+    let queue = this.#waiters.get(origin);
+    if (queue === undefined) {
+      queue = [];
+      this.#waiters.set(origin, queue);
+    }
+    return queue;
+  }
+
+  /** Hands a connection (or a free slot, null) to the longest-waiting request; false if none waits. */
+  #wake(origin: string, connection: Connection | null): boolean {
+    const queue = this.#waiters.get(origin);
+    while (queue && queue.length > 0) {
+      const waiter = queue.shift()!;
+      if (waiter.cancelled) continue;
+      waiter.cancelled = true;
+      waiter.resolve(connection);
+      if (queue.length === 0) this.#waiters.delete(origin);
+      return true;
+    }
+    this.#waiters.delete(origin);
+    return false;
+  }
+
   #takeIdle(origin: string): Connection | undefined {
     const stack = this.#idle.get(origin);
     const now = performance.now();
@@ -316,6 +415,8 @@ export class UpstreamClient {
       closeConnection(connection);
       return;
     }
+    // A request waiting for a connection gets this one at once.
+    if (this.#wake(origin, connection)) return;
     let stack = this.#idle.get(origin);
     if (stack === undefined) {
       stack = [];

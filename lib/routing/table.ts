@@ -46,7 +46,7 @@ export class RoutingTable {
   readonly services: ReadonlyMap<string, ServiceEntry>;
   /** Increases with every swap. */
   readonly version: number;
-  readonly #byPrefix: Map<string, RouteEntry>;
+  readonly #root: PrefixNode;
 
   constructor(
     routes: readonly RouteEntry[],
@@ -56,29 +56,60 @@ export class RoutingTable {
     this.routes = Object.freeze([...routes].sort((a, b) => a.pathPrefix < b.pathPrefix ? -1 : 1));
     this.services = services;
     this.version = version;
-    this.#byPrefix = new Map(routes.map((route) => [route.pathPrefix, route]));
+    this.#root = buildTrie(routes);
   }
 
   /**
    * The route with the longest prefix that matches `path` on a segment
-   * boundary. One map lookup per segment: cost grows with the path's length,
-   * not with the number of routes.
+   * boundary. Walks a tree of segments from the root, one Map lookup per
+   * matching segment, and stops at the first segment no route continues
+   * with: the cost grows with the path, never with the number of routes.
    */
   match(path: string): RouteEntry | undefined {
-    let key = path.length > 1 && path.endsWith("/") ? path.slice(0, -1) : path;
-    for (;;) {
-      const route = this.#byPrefix.get(key);
-      if (route !== undefined) return route;
-      if (key === "/") return undefined;
-      const cut = key.lastIndexOf("/");
-      key = cut <= 0 ? "/" : key.slice(0, cut);
+    let node: PrefixNode | undefined = this.#root;
+    let best = node.route;
+    let start = 1;
+    while (start < path.length) {
+      let end = path.indexOf("/", start);
+      if (end === -1) end = path.length;
+      node = node.children?.get(path.slice(start, end));
+      if (node === undefined) break;
+      if (node.route !== undefined) best = node.route;
+      start = end + 1;
     }
+    return best;
   }
 
   /** The endpoints of a service, if the snapshot knows it. */
   service(name: string): ServiceEntry | undefined {
     return this.services.get(name);
   }
+}
+
+/** One segment of the route tree; `route` is set where a prefix ends. */
+interface PrefixNode {
+  route?: RouteEntry;
+  children?: Map<string, PrefixNode>;
+}
+
+function buildTrie(routes: readonly RouteEntry[]): PrefixNode {
+  const root: PrefixNode = {};
+  for (const route of routes) {
+    let node = root;
+    if (route.pathPrefix !== "/") {
+      for (const segment of route.pathPrefix.slice(1).split("/")) {
+        node.children ??= new Map();
+        let child = node.children.get(segment);
+        if (child === undefined) {
+          child = {};
+          node.children.set(segment, child);
+        }
+        node = child;
+      }
+    }
+    node.route = route;
+  }
+  return root;
 }
 
 /** Counts the segments of a canonical prefix: `/` has 0, `/a/b` has 2. */

@@ -1,0 +1,81 @@
+import assert from "node:assert/strict";
+import { UpstreamClient, UpstreamError } from "../../lib/proxy/upstream_client.ts";
+import { latch, startUpstream } from "../helpers.ts";
+
+function request(origin: string, path: string, headersTimeoutMs = 5000) {
+  return {
+    origin,
+    method: "GET",
+    path,
+    headers: {},
+    body: null,
+    signal: new AbortController().signal,
+    headersTimeoutMs,
+    maxBodyBytes: 1024,
+  };
+}
+
+Deno.test("UpstreamClient opens at most maxConnectionsPerOrigin connections; the rest wait their turn", async () => {
+  const release = latch();
+  const peers = new Set<number>();
+  let concurrent = 0;
+  let peak = 0;
+  const upstream = startUpstream(async (_request, info) => {
+    peers.add(info.remoteAddr.port);
+    concurrent++;
+    peak = Math.max(peak, concurrent);
+    await release.promise;
+    concurrent--;
+    return new Response("ok");
+  });
+  const client = new UpstreamClient({ maxConnectionsPerOrigin: 2 });
+  try {
+    const pending = Array.from(
+      { length: 6 },
+      (_, i) => client.send(request(upstream.url, `/${i}`)),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.equal(peak, 2);
+    release.resolve();
+    const responses = await Promise.all(pending);
+    for (const response of responses) {
+      assert.equal(response.status, 200);
+      if (response.body instanceof ReadableStream) await response.body.cancel();
+    }
+    assert.equal(peers.size, 2, "the waiting requests reused the two connections");
+  } finally {
+    release.resolve();
+    client.close();
+    await upstream.close();
+  }
+});
+
+Deno.test("UpstreamClient: a request waiting for a connection times out like any other", async () => {
+  const release = latch();
+  const upstream = startUpstream(async () => {
+    await release.promise;
+    return new Response("ok");
+  });
+  const client = new UpstreamClient({ maxConnectionsPerOrigin: 1 });
+  try {
+    const first = client.send(request(upstream.url, "/held"));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const started = performance.now();
+    await assert.rejects(
+      client.send(request(upstream.url, "/waiting", 200)),
+      (error: unknown) => error instanceof UpstreamError && error.kind === "timeout",
+    );
+    assert.ok(performance.now() - started < 1000);
+    release.resolve();
+    const response = await first;
+    if (response.body instanceof ReadableStream) await response.body.cancel();
+    // The slot the timed-out waiter held a place for is not lost.
+    const after = await client.send(request(upstream.url, "/after"));
+    assert.equal(after.status, 200);
+    if (after.body instanceof ReadableStream) await after.body.cancel();
+  } finally {
+    release.resolve();
+    client.close();
+    await upstream.close();
+  }
+});
