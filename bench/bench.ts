@@ -10,124 +10,21 @@
  * the Redis-limited route when installed.
  */
 import { sha256Hex } from "../lib/auth/api_keys.ts";
-
-const ROOT = new URL("..", import.meta.url).pathname;
-const TMP = `${ROOT}bench/.tmp`;
-const API_KEY = "vg_benchmark-key-0123456789abcdef";
-
-interface Options {
-  seconds: number;
-  rounds: number;
-  connections: number;
-}
-
-function parseArgs(args: string[]): Options {
-  const options = { seconds: 5, rounds: 3, connections: 50 };
-  for (let i = 0; i < args.length; i += 2) {
-    const key = args[i].replace(/^--/, "") as keyof Options;
-    if (!(key in options) || !Number.isFinite(Number(args[i + 1]))) {
-      throw new Error(`Unknown or bad argument ${args[i]} ${args[i + 1] ?? ""}`);
-    }
-    options[key] = Number(args[i + 1]);
-  }
-  return options;
-}
-
-async function which(command: string): Promise<boolean> {
-  const result = await new Deno.Command("sh", {
-    args: ["-c", `command -v ${command}`],
-    stdout: "null",
-  })
-    .output();
-  return result.success;
-}
-
-async function waitForPort(port: number, ms = 15000): Promise<void> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    try {
-      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-      conn.close();
-      return;
-    } catch {
-      if (Date.now() > deadline) throw new Error(`Nothing listens on port ${port}`);
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  }
-}
-
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
-
-const children: Deno.ChildProcess[] = [];
-function spawn(command: string, args: string[], cwd = ROOT): Deno.ChildProcess {
-  const child = new Deno.Command(command, { args, cwd, stdout: "null", stderr: "piped" }).spawn();
-  children.push(child);
-  return child;
-}
-
-async function stopAll(): Promise<void> {
-  for (const child of children) {
-    try {
-      child.kill("SIGTERM");
-    } catch { /* gone */ }
-  }
-  await Promise.all(children.map((child) => child.status));
-}
-
-/** The permission flags of `deno task start`, read from deno.json so the bench runs what users run. */
-async function startFlags(): Promise<string[]> {
-  const denoJson = JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`));
-  const words: string[] = denoJson.tasks.start.split(/\s+/);
-  return words.filter((word) => word.startsWith("--allow-"));
-}
-
-async function peakRssMb(pid: number): Promise<number> {
-  // Deno asks for --allow-all to read /proc directly; cat is already allowed (--allow-run).
-  const output = await new Deno.Command("cat", { args: [`/proc/${pid}/status`], stdout: "piped" })
-    .output();
-  const kb = Number(new TextDecoder().decode(output.stdout).match(/VmHWM:\s+(\d+)/)?.[1] ?? 0);
-  return Math.round(kb / 1024);
-}
-
-interface Result {
-  rps: number;
-  p50: number;
-  p99: number;
-  errors: number;
-}
-
-function parseMs(text: string): number {
-  const match = text.match(/([\d.]+)(us|ms|s)/);
-  if (!match) return NaN;
-  const value = Number(match[1]);
-  return match[2] === "us" ? value / 1000 : match[2] === "s" ? value * 1000 : value;
-}
-
-async function wrk(url: string, options: Options, script?: string): Promise<Result> {
-  const args = ["-t1", `-c${options.connections}`, `-d${options.seconds}s`, "--latency"];
-  if (script) args.push("-s", script);
-  const output = await new Deno.Command("wrk", { args: [...args, url], stdout: "piped" }).output();
-  const text = new TextDecoder().decode(output.stdout);
-  const errors = Number(text.match(/Non-2xx or 3xx responses: (\d+)/)?.[1] ?? 0) +
-    [...text.matchAll(/(connect|read|write|timeout) (\d+)/g)].reduce((n, m) => n + Number(m[2]), 0);
-  return {
-    rps: Number(text.match(/Requests\/sec:\s+([\d.]+)/)?.[1] ?? 0),
-    p50: parseMs(text.match(/^\s+50%\s+(\S+)/m)?.[1] ?? ""),
-    p99: parseMs(text.match(/^\s+99%\s+(\S+)/m)?.[1] ?? ""),
-    errors,
-  };
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-}
+import {
+  API_KEY,
+  freePort,
+  median,
+  parseArgs,
+  peakRssMb,
+  type Result,
+  spawn,
+  startFlags,
+  stopAll,
+  TMP,
+  waitForPort,
+  which,
+  wrk,
+} from "./support.ts";
 
 async function main(): Promise<number> {
   const options = parseArgs(Deno.args);
@@ -276,6 +173,7 @@ end
   console.log("| --- | ---: | ---: | ---: | ---: |");
   for (const [name, runs] of results) {
     const row = {
+      requests: runs.reduce((n, r) => n + r.requests, 0),
       rps: median(runs.map((r) => r.rps)),
       p50: median(runs.map((r) => r.p50)),
       p99: median(runs.map((r) => r.p99)),
