@@ -91,6 +91,15 @@ export function clientIdentity(ctx: RequestContext, identifier: string): string 
  * itself (it may be an API key). The braces are a Redis Cluster hash tag.
  */
 export function bucketKey(routeId: string, identity: string): string {
+  const cacheKey = `${routeId}\u0000${identity}`;
+  const cached = recentKeys.get(cacheKey);
+  if (cached !== undefined) return cached;
   const digest = createHash("sha256").update(identity).digest("base64url").slice(0, 22);
-  return `vanguard:rl:{${routeId}:${digest}}`;
+  const key = `vanguard:rl:{${routeId}:${digest}}`;
+  // A bounded memo of recent clients: hashing costs more than the lookup.
+  if (recentKeys.size >= 10_000) recentKeys.clear();
+  recentKeys.set(cacheKey, key);
+  return key;
 }
+
+const recentKeys = new Map<string, string>();

@@ -1,12 +1,18 @@
 import type { Decision, Limiter, LimitRequest } from "./limiter.ts";
 
+/** One client's admitted request times, oldest first, from `head` on. */
+interface Bucket {
+  times: number[];
+  head: number;
+}
+
 /**
  * The sliding window log in process memory: each bucket keeps the times of
  * the requests it admitted in the last window, oldest first. Exact for one
  * process; with several instances each one limits on its own.
  */
 export class MemoryLimiter implements Limiter {
-  readonly #buckets = new Map<string, number[]>();
+  readonly #buckets = new Map<string, Bucket>();
   readonly #now: () => number;
   readonly #sweeper: number;
   #longestWindow = 0;
@@ -26,27 +32,38 @@ export class MemoryLimiter implements Limiter {
   check({ key, limit, windowMs }: LimitRequest): Promise<Decision> {
     if (windowMs > this.#longestWindow) this.#longestWindow = windowMs;
     const now = this.#now();
-    let log = this.#buckets.get(key);
-    if (log === undefined) {
-      log = [];
-      this.#buckets.set(key, log);
+    let bucket = this.#buckets.get(key);
+    if (bucket === undefined) {
+      bucket = { times: [], head: 0 };
+      this.#buckets.set(key, bucket);
     }
-    let expired = 0;
-    while (expired < log.length && log[expired] <= now - windowMs) expired++;
-    if (expired > 0) log.splice(0, expired);
-    const allowed = log.length < limit;
-    if (allowed) log.push(now);
+    const times = bucket.times;
+    // Expired entries are skipped by moving `head`, not removed one call at a
+    // time (splice allocates and copies on every request); the array is
+    // compacted once the dead part is large.
+    while (bucket.head < times.length && times[bucket.head] <= now - windowMs) bucket.head++;
+    if (bucket.head > 64 && bucket.head * 2 > times.length) {
+      bucket.times = times.slice(bucket.head);
+      bucket.head = 0;
+    }
+    const live = bucket.times;
+    let count = live.length - bucket.head;
+    const allowed = count < limit;
+    if (allowed) {
+      live.push(now);
+      count++;
+    }
     // The slot that frees next is the one whose departure brings the count below the limit.
-    const index = Math.max(0, log.length - limit);
-    const resetMs = log.length === 0 ? 0 : Math.max(0, log[index] + windowMs - now);
-    return Promise.resolve({ allowed, remaining: Math.max(0, limit - log.length), resetMs });
+    const index = bucket.head + Math.max(0, count - limit);
+    const resetMs = count === 0 ? 0 : Math.max(0, live[index] + windowMs - now);
+    return Promise.resolve({ allowed, remaining: Math.max(0, limit - count), resetMs });
   }
 
   /** Drops buckets with nothing left in any window; runs on a timer. */
   sweep(): void {
     const cutoff = this.#now() - this.#longestWindow;
-    for (const [key, log] of this.#buckets) {
-      if (log.length === 0 || log[log.length - 1] <= cutoff) this.#buckets.delete(key);
+    for (const [key, { times, head }] of this.#buckets) {
+      if (head >= times.length || times[times.length - 1] <= cutoff) this.#buckets.delete(key);
     }
   }
 
