@@ -30,15 +30,23 @@ export async function loadKubeAccess(options: KubeAccessOptions): Promise<KubeAc
   const { KubeConfig } = await import("@kubernetes/client-node");
   const kc = new KubeConfig();
   let source: string;
-  if (options.kubeconfig !== undefined) {
-    source = options.kubeconfig;
-    kc.loadFromFile(options.kubeconfig);
-  } else if (options.env("KUBERNETES_SERVICE_HOST")) {
-    source = "in-cluster service account";
-    kc.loadFromCluster();
-  } else {
-    source = options.env("KUBECONFIG") ?? "~/.kube/config";
-    kc.loadFromDefault();
+  try {
+    if (options.kubeconfig !== undefined) {
+      source = options.kubeconfig;
+      kc.loadFromFile(options.kubeconfig);
+    } else if (options.env("KUBERNETES_SERVICE_HOST")) {
+      source = "the in-cluster service account";
+      kc.loadFromCluster();
+    } else {
+      source = options.env("KUBECONFIG") ?? "~/.kube/config";
+      kc.loadFromDefault();
+    }
+  } catch (error) {
+    const reason = error instanceof Error ? error.message.split("\n")[0] : String(error);
+    throw new Error(
+      `Kubernetes discovery is on but its credentials cannot be loaded (${reason}). ` +
+        "Allow reading the kubeconfig (--allow-read), or set discovery.kubernetes.enabled: false",
+    );
   }
   const cluster = kc.getCurrentCluster();
   if (cluster === null || !cluster.server) {
