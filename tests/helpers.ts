@@ -356,3 +356,43 @@ export async function eventually(
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
+
+/** An upstream whose response sends "first;", then "second" only once `release()` is called. */
+export function twoChunkUpstream(): TestServer & { release(): void } {
+  const released = latch();
+  const server = startUpstream(() =>
+    new Response(
+      new ReadableStream<Uint8Array>({
+        async start(controller) {
+          controller.enqueue(new TextEncoder().encode("first;"));
+          await released.promise;
+          controller.enqueue(new TextEncoder().encode("second"));
+          controller.close();
+        },
+      }),
+    )
+  );
+  return Object.assign(server, { release: () => released.resolve() });
+}
+
+/**
+ * Reads a twoChunkUpstream() response through `response`: the first chunk
+ * must arrive while the upstream still holds the second, which a buffering
+ * proxy would never deliver (and the test would time out instead).
+ */
+export async function expectStreamed(
+  response: Response,
+  upstream: { release(): void },
+): Promise<void> {
+  const reader = response.body!.getReader();
+  const first = await within(5000, "the first chunk", reader.read());
+  if (new TextDecoder().decode(first.value) !== "first;") throw new Error("wrong first chunk");
+  upstream.release();
+  let rest = "";
+  for (;;) {
+    const { value, done } = await within(5000, "the rest", reader.read());
+    if (done) break;
+    rest += new TextDecoder().decode(value);
+  }
+  if (rest !== "second") throw new Error(`wrong rest: ${JSON.stringify(rest)}`);
+}

@@ -100,6 +100,26 @@ async function until(gw: TestGateway, path: string, expected: string[], ms = 100
   return performance.now() - started;
 }
 
+/**
+ * The common start of most tests: Service `users` with one ready pod
+ * (127.0.0.2) behind a gateway that already routes to it.
+ */
+async function withUsers(
+  body: (setup: { fake: FakeApiServer; fleet: Pods; gw: TestGateway }) => Promise<void>,
+  options: { bookmarkIntervalMs?: number; tls?: boolean } = {},
+): Promise<void> {
+  const { fake, fleet, close } = await setup(options);
+  fake.apply(httpService("users"));
+  fake.apply(slice("users-a", "users", fleet, [{ i: 0 }]));
+  const gw = await gatewayFor(fake);
+  try {
+    await until(gw, "/users", ["127.0.0.2"], 3000);
+    await body({ fake, fleet, gw });
+  } finally {
+    await close(gw);
+  }
+}
+
 async function setup(options: { bookmarkIntervalMs?: number; tls?: boolean } = {}) {
   const fake = await startFakeApiServer({
     bookmarkIntervalMs: options.bookmarkIntervalMs ?? 300,
@@ -218,21 +238,14 @@ Deno.test("discovery: a service split across two slices, and a slice replaced wi
 });
 
 Deno.test("discovery: a deleted service answers 503, and works again once re-created", async () => {
-  const { fake, fleet, close } = await setup();
-  fake.apply(httpService("users"));
-  fake.apply(slice("users-a", "users", fleet, [{ i: 0 }]));
-  const gw = await gatewayFor(fake);
-  try {
-    await until(gw, "/users", ["127.0.0.2"], 3000);
+  await withUsers(async ({ fake, fleet, gw }) => {
     fake.remove("EndpointSlice", "default", "users-a");
     fake.remove("Service", "default", "users");
     await until(gw, "/users", ["503"]);
     fake.apply(httpService("users"));
     fake.apply(slice("users-a", "users", fleet, [{ i: 1 }]));
     await until(gw, "/users", ["127.0.0.3"]);
-  } finally {
-    await close(gw);
-  }
+  });
 });
 
 Deno.test("discovery: annotated Services get routes; a config route wins; a bad annotation is skipped", async () => {
@@ -277,12 +290,7 @@ Deno.test("discovery: annotated Services get routes; a config route wins; a bad 
 });
 
 Deno.test("discovery: watches the server closes are resumed from the last version, without a relist", async () => {
-  const { fake, fleet, close } = await setup();
-  fake.apply(httpService("users"));
-  fake.apply(slice("users-a", "users", fleet, [{ i: 0 }]));
-  const gw = await gatewayFor(fake);
-  try {
-    await until(gw, "/users", ["127.0.0.2"], 3000);
+  await withUsers(async ({ fake, fleet, gw }) => {
     const lists = () => fake.requests.filter((r) => !r.query.watch).length;
     const before = lists();
     for (let round = 0; round < 4; round++) {
@@ -293,9 +301,7 @@ Deno.test("discovery: watches the server closes are resumed from the last versio
     assert.equal(lists(), before, "no LIST after a clean close");
     const rewatches = fake.requests.filter((r) => r.query.watch && r.query.resourceVersion);
     assert.ok(rewatches.every((r) => Number(r.query.resourceVersion) >= 1000));
-  } finally {
-    await close(gw);
-  }
+  });
 });
 
 Deno.test("discovery: a bookmark's resourceVersion is where the next watch starts", async () => {
@@ -373,30 +379,18 @@ Deno.test("discovery: with the API server down traffic keeps flowing; restarted 
 });
 
 Deno.test("discovery: a stalled watch is noticed and replaced", async () => {
-  const { fake, fleet, close } = await setup();
-  fake.apply(httpService("users"));
-  fake.apply(slice("users-a", "users", fleet, [{ i: 0 }]));
-  const gw = await gatewayFor(fake);
-  try {
-    await until(gw, "/users", ["127.0.0.2"], 3000);
+  await withUsers(async ({ fake, fleet, gw }) => {
     fake.stall(true);
     fake.apply(slice("users-a", "users", fleet, [{ i: 1 }]));
     fake.stall(false);
     // Silent watches never deliver; only the inactivity timeout (1.5 s here) recovers.
     await until(gw, "/users", ["127.0.0.3"], 4000);
     assert.ok(gw.logs.some((r) => r.event === "discovery_watch_stalled"));
-  } finally {
-    await close(gw);
-  }
+  });
 });
 
 Deno.test("discovery: 401 keeps the last table, and converges once the token works again", async () => {
-  const { fake, fleet, close } = await setup();
-  fake.apply(httpService("users"));
-  fake.apply(slice("users-a", "users", fleet, [{ i: 0 }]));
-  const gw = await gatewayFor(fake);
-  try {
-    await until(gw, "/users", ["127.0.0.2"], 3000);
+  await withUsers(async ({ fake, fleet, gw }) => {
     fake.setToken("rotated");
     fake.closeWatches();
     fake.apply(slice("users-a", "users", fleet, [{ i: 1 }]));
@@ -410,35 +404,21 @@ Deno.test("discovery: 401 keeps the last table, and converges once the token wor
     assert.deepEqual(unique(await answers(gw, "/users", 4)), ["127.0.0.2"]);
     fake.setToken("test-token");
     await until(gw, "/users", ["127.0.0.3"], 3000);
-  } finally {
-    await close(gw);
-  }
+  });
 });
 
 Deno.test("discovery: 429 and 5xx back off and recover", async () => {
-  const { fake, fleet, close } = await setup();
-  fake.apply(httpService("users"));
-  fake.apply(slice("users-a", "users", fleet, [{ i: 0 }]));
-  const gw = await gatewayFor(fake);
-  try {
-    await until(gw, "/users", ["127.0.0.2"], 3000);
+  await withUsers(async ({ fake, fleet, gw }) => {
     fake.failNext(429, 2, { "retry-after": "1" });
     fake.failNext(500, 2);
     fake.closeWatches();
     fake.apply(slice("users-a", "users", fleet, [{ i: 2 }]));
     await until(gw, "/users", ["127.0.0.4"], 5000);
-  } finally {
-    await close(gw);
-  }
+  });
 });
 
 Deno.test("discovery: 1000 events in 100 ms converge with a handful of rebuilds", async () => {
-  const { fake, fleet, close } = await setup();
-  fake.apply(httpService("users"));
-  fake.apply(slice("users-a", "users", fleet, [{ i: 0 }]));
-  const gw = await gatewayFor(fake);
-  try {
-    await until(gw, "/users", ["127.0.0.2"], 3000);
+  await withUsers(async ({ fake, fleet, gw }) => {
     const swapsBefore = gw.logs.filter((r) => r.event === "routing_table_swapped").length;
     const started = performance.now();
     for (let n = 0; n < 1000; n++) {
@@ -449,9 +429,7 @@ Deno.test("discovery: 1000 events in 100 ms converge with a handful of rebuilds"
     await until(gw, "/users", ["127.0.0.6"]);
     const swaps = gw.logs.filter((r) => r.event === "routing_table_swapped").length - swapsBefore;
     assert.ok(swaps <= 30, `${swaps} rebuilds for 1000 events`);
-  } finally {
-    await close(gw);
-  }
+  });
 });
 
 Deno.test("discovery: a Service in another namespace is reached as name.namespace", async () => {

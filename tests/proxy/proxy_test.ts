@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { gzipSync } from "node:zlib";
 import {
   closedPort,
+  expectStreamed,
   latch,
   rawRequest,
   sha256Hex,
@@ -10,6 +11,7 @@ import {
   startTestGateway,
   startUpstream,
   type TestServer,
+  twoChunkUpstream,
   withGateway,
   within,
   writeAll,
@@ -60,32 +62,14 @@ Deno.test("a 5 MB upload arrives with the same SHA-256", async () => {
 });
 
 Deno.test("the response streams: the client gets the first chunk before the upstream sends the last", async () => {
-  const clientGotFirst = latch();
-  const upstream = startUpstream(() => {
-    const body = new ReadableStream<Uint8Array>({
-      async start(controller) {
-        controller.enqueue(new TextEncoder().encode("first;"));
-        await clientGotFirst.promise;
-        controller.enqueue(new TextEncoder().encode("second"));
-        controller.close();
-      },
+  const upstream = twoChunkUpstream();
+  try {
+    await withGateway(upstream, singleRoute(upstream), async (gw) => {
+      await expectStreamed(await fetch(`${gw.url}/stream`), upstream);
     });
-    return new Response(body);
-  });
-  await withGateway(upstream, singleRoute(upstream), async (gw) => {
-    const response = await fetch(`${gw.url}/stream`);
-    const reader = response.body!.getReader();
-    const first = await within(5000, "the first chunk", reader.read());
-    assert.equal(new TextDecoder().decode(first.value), "first;");
-    clientGotFirst.resolve();
-    let rest = "";
-    for (;;) {
-      const { value, done } = await within(5000, "the rest", reader.read());
-      if (done) break;
-      rest += new TextDecoder().decode(value);
-    }
-    assert.equal(rest, "second");
-  });
+  } finally {
+    upstream.release();
+  }
 });
 
 Deno.test("the request streams: the upstream gets the first chunk before the client sends the last", async () => {
