@@ -62,6 +62,18 @@ function spawnTask(...args: string[]) {
       await stderr;
       return status;
     },
+    /** SIGTERM, then the exit status (within 10 s). */
+    terminate(): Promise<Deno.CommandStatus> {
+      child.kill("SIGTERM");
+      return within(10000, "the process to exit", this.finish());
+    },
+    /** Kills it if it still runs (for finally blocks). */
+    async stop(): Promise<void> {
+      try {
+        child.kill("SIGKILL");
+      } catch { /* already exited */ }
+      await this.finish();
+    },
   };
 }
 
@@ -134,15 +146,10 @@ routes:
     assert.equal(ready.status, 200);
     await ready.body?.cancel();
     await within(5000, "the access log line", run.waitFor(/"event":"request"/));
-    run.child.kill("SIGTERM");
-    const status = await within(10000, "the gateway to exit", run.finish());
-    assert.equal(status.code, 0);
+    assert.equal((await run.terminate()).code, 0);
     assert.ok(run.lines.some((line) => line.includes('"event":"shutdown_complete"')));
   } finally {
-    try {
-      run.child.kill("SIGKILL");
-    } catch { /* already exited */ }
-    await run.finish();
+    await run.stop();
     await upstream.close();
   }
 });
@@ -165,10 +172,7 @@ Deno.test("deno task demo routes to its two sample services and stops on Ctrl-C"
     assert.equal(status.code, 0);
     assert.match(await run.stderr, /curl -i http:\/\/127\.0\.0\.1:8000\/users\/42/);
   } finally {
-    try {
-      run.child.kill("SIGKILL");
-    } catch { /* already exited */ }
-    await run.finish();
+    await run.stop();
   }
 });
 
@@ -219,13 +223,9 @@ routes:
       codes.push(response.status);
     }
     assert.deepEqual(codes, [200, 200, 429]);
-    run.child.kill("SIGTERM");
-    assert.equal((await within(10000, "exit", run.finish())).code, 0);
+    assert.equal((await run.terminate()).code, 0);
   } finally {
-    try {
-      run.child.kill("SIGKILL");
-    } catch { /* already exited */ }
-    await run.finish();
+    await run.stop();
     await upstream.close();
     await redis.stop();
   }
@@ -290,14 +290,10 @@ ${extraRoute}`;
     const more = await fetch(`http://127.0.0.1:${port}/more`);
     assert.equal(await more.text(), "pod");
 
-    run.child.kill("SIGTERM");
-    assert.equal((await within(10000, "exit", run.finish())).code, 0);
+    assert.equal((await run.terminate()).code, 0);
     assert.doesNotMatch(await run.stderr, /NotCapable|Requires .* access/);
   } finally {
-    try {
-      run.child.kill("SIGKILL");
-    } catch { /* already exited */ }
-    await run.finish();
+    await run.stop();
     await pod.shutdown();
     await fake.close();
     await redis.stop();
