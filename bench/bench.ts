@@ -44,6 +44,7 @@ async function main(): Promise<number> {
       `${TMP}/nginx.conf`,
       `worker_processes 1;
 daemon off;
+master_process off;
 pid ${TMP}/nginx.pid;
 error_log ${TMP}/nginx-error.log;
 events { worker_connections 4096; }
@@ -68,6 +69,8 @@ http {
 }
 `,
     );
+    // One process (no master): it runs as the invoking user, who can read
+    // bench/.tmp even inside a private (0700) checkout; a worker would not.
     spawn("nginx", ["-c", `${TMP}/nginx.conf`]);
   } else {
     spawn("deno", ["run", `--allow-net=127.0.0.1`, "bench/backend.ts", String(backendPort)]);

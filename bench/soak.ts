@@ -28,6 +28,7 @@ async function main(): Promise<number> {
       `${TMP}/soak-nginx.conf`,
       `worker_processes 1;
 daemon off;
+master_process off;
 pid ${TMP}/soak-nginx.pid;
 error_log ${TMP}/soak-nginx-error.log;
 events { worker_connections 8192; }
