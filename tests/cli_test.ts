@@ -77,6 +77,11 @@ function spawnTask(...args: string[]) {
   };
 }
 
+/** A `server:` section on loopback with these ports. */
+function serverSection(port: number, adminPort: number): string {
+  return `server:\n  host: 127.0.0.1\n  port: ${port}\n  admin_host: 127.0.0.1\n  admin_port: ${adminPort}`;
+}
+
 async function writeTempConfig(name: string, text: string): Promise<string> {
   await Deno.mkdir(`${ROOT}tests/.tmp`, { recursive: true });
   const path = `tests/.tmp/${name}`;
@@ -122,11 +127,7 @@ Deno.test("deno task start serves with a config from --config and exits 0 on SIG
   const adminPort = closedPort();
   const path = await writeTempConfig(
     "start.yaml",
-    `server:
-  host: 127.0.0.1
-  port: ${port}
-  admin_host: 127.0.0.1
-  admin_port: ${adminPort}
+    `${serverSection(port, adminPort)}
   shutdown_grace_seconds: 2
 services:
   app:
@@ -196,11 +197,7 @@ Deno.test("deno task start with Redis: the start flags suffice for ioredis, and 
   const port = closedPort();
   const path = await writeTempConfig(
     "start_redis.yaml",
-    `server:
-  host: 127.0.0.1
-  port: ${port}
-  admin_host: 127.0.0.1
-  admin_port: ${closedPort()}
+    `${serverSection(port, closedPort())}
 redis:
   url: ${redis.url}
   failure_mode: closed
@@ -249,11 +246,7 @@ Deno.test("deno task start under its exact flags: config, Redis, Kubernetes disc
   }]));
   const port = closedPort();
   const config = (extraRoute: string) =>
-    `server:
-  host: 127.0.0.1
-  port: ${port}
-  admin_host: 127.0.0.1
-  admin_port: ${closedPort()}
+    `${serverSection(port, closedPort())}
 redis:
   url: ${redis.url}
   failure_mode: closed

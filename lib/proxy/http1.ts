@@ -243,15 +243,7 @@ export async function* chunkedBody(reader: BufferedReader): AsyncGenerator<Uint8
       while ((await reader.readLine(8192)) !== "");
       return;
     }
-    let left = size;
-    while (left > 0) {
-      const data = await reader.take(left);
-      if (data === null) {
-        throw new ProtocolError("Upstream connection closed before the response body ended");
-      }
-      left -= data.byteLength;
-      yield data;
-    }
+    yield* fixedBody(reader, size);
     if ((await reader.readLine(2)) !== "") throw new ProtocolError("Chunk data too long");
   }
 }

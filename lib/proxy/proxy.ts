@@ -86,6 +86,15 @@ export function proxy(deps: ProxyDeps): Handler {
 
     const serviceName = route.serviceName;
     const settings = deps.settingsFor(serviceName);
+    const noteRetry = (from: string, why: { kind?: string; status?: number }) => {
+      metrics.upstreamRetries.inc({ service: serviceName });
+      deps.logger.warn("upstream_retry", {
+        request_id: ctx.requestId,
+        service: serviceName,
+        endpoint: from,
+        ...why,
+      });
+    };
     let releaseSlot: (() => void) | undefined;
     if (settings.maxInFlight !== undefined) {
       releaseSlot = deps.concurrency.tryAcquire(serviceName, settings.maxInFlight);
@@ -155,13 +164,7 @@ export function proxy(deps: ProxyDeps): Handler {
             ? balancer.pick(ready, endpoint.url)
             : undefined;
           if (next !== undefined) {
-            metrics.upstreamRetries.inc({ service: serviceName });
-            deps.logger.warn("upstream_retry", {
-              request_id: ctx.requestId,
-              service: serviceName,
-              endpoint: endpoint.url,
-              kind: error.kind,
-            });
+            noteRetry(endpoint.url, { kind: error.kind });
             endpoint = next;
             continue;
           }
@@ -175,13 +178,7 @@ export function proxy(deps: ProxyDeps): Handler {
           // The answer is dropped; cancelling its body closes that connection.
           if (response.body instanceof ReadableStream) await response.body.cancel();
           end();
-          metrics.upstreamRetries.inc({ service: serviceName });
-          deps.logger.warn("upstream_retry", {
-            request_id: ctx.requestId,
-            service: serviceName,
-            endpoint: endpoint.url,
-            status: response.status,
-          });
+          noteRetry(endpoint.url, { status: response.status });
           endpoint = retryTarget(endpoint);
           continue;
         }

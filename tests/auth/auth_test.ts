@@ -61,6 +61,12 @@ function b64url(value: unknown): string {
   return btoa(JSON.stringify(value)).replace(/=+$/, "").replace(/\+/g, "-").replace(/\//g, "_");
 }
 
+/** An `auth.jwt` section for the test issuer and audience, plus `more` (keys of jwt, unindented). */
+function jwtSection(more: string): string {
+  const extra = more.split("\n").filter((line) => line !== "").map((line) => `    ${line}`);
+  return ["  jwt:", `    issuer: ${ISSUER}`, `    audience: ${AUDIENCE}`, ...extra].join("\n");
+}
+
 function authConfig(upstream: TestServer, auth: string, routeExtra = ""): string {
   return `
 auth:
@@ -105,12 +111,9 @@ Deno.test("JWT via JWKS: RS256 and ES256 admit, every hostile token is refused",
   const upstream = headerEcho();
   const gw = await startTestGateway(authConfig(
     upstream,
-    `  jwt:
-    issuer: ${ISSUER}
-    audience: ${AUDIENCE}
-    algorithms: [RS256, ES256]
-    jwks_url: ${jwks.url}/.well-known/jwks.json
-    clock_tolerance_seconds: 30`,
+    jwtSection(`algorithms: [RS256, ES256]
+jwks_url: ${jwks.url}/.well-known/jwks.json
+clock_tolerance_seconds: 30`),
   ));
   const now = Math.floor(Date.now() / 1000);
   try {
@@ -240,10 +243,7 @@ Deno.test("JWKS: a new kid is fetched at most once per cooldown, and keys surviv
   const gw = await startTestGateway(
     authConfig(
       upstream,
-      `  jwt:
-    issuer: ${ISSUER}
-    audience: ${AUDIENCE}
-    jwks_url: ${jwks.url}`,
+      jwtSection(`jwks_url: ${jwks.url}`),
     ),
     { now: () => now },
   );
@@ -298,10 +298,7 @@ Deno.test("JWKS endpoint down at start: tokens get 503, requests without one 401
   const upstream = headerEcho();
   const gw = await startTestGateway(authConfig(
     upstream,
-    `  jwt:
-    issuer: ${ISSUER}
-    audience: ${AUDIENCE}
-    jwks_url: http://127.0.0.1:${closedPort()}/jwks`,
+    jwtSection(`jwks_url: http://127.0.0.1:${closedPort()}/jwks`),
   ));
   try {
     await expectStatus(gw, { authorization: `Bearer ${await mint(pair)}` }, 503);
@@ -320,11 +317,8 @@ Deno.test("JWT via secret_env (HS256) and via public_key_file (PEM)", async (t) 
     await t.step("HS256 with the configured secret admits; another secret does not", async () => {
       const gw = await startTestGateway(authConfig(
         upstream,
-        `  jwt:
-    issuer: ${ISSUER}
-    audience: ${AUDIENCE}
-    algorithms: [HS256]
-    secret_env: VANGUARD_TEST_JWT_SECRET`,
+        jwtSection(`algorithms: [HS256]
+secret_env: VANGUARD_TEST_JWT_SECRET`),
       ));
       try {
         const good = await mint({ privateKey: new TextEncoder().encode(secret), alg: "HS256" });
@@ -347,10 +341,7 @@ Deno.test("JWT via secret_env (HS256) and via public_key_file (PEM)", async (t) 
       await Deno.writeTextFile(file, await exportSPKI(pair.publicKey));
       const gw = await startTestGateway(authConfig(
         upstream,
-        `  jwt:
-    issuer: ${ISSUER}
-    audience: ${AUDIENCE}
-    public_key_file: ${file}`,
+        jwtSection(`public_key_file: ${file}`),
       ));
       try {
         await expectStatus(gw, { authorization: `Bearer ${await mint(pair)}` }, 200);
@@ -431,10 +422,7 @@ Deno.test("both methods configured: either one admits", async () => {
     `  api_key:
     keys:
       - { id: mobile-app, sha256: "${sha256Hex(API_KEY)}" }
-  jwt:
-    issuer: ${ISSUER}
-    audience: ${AUDIENCE}
-    jwks_url: ${jwks.url}`,
+${jwtSection(`jwks_url: ${jwks.url}`)}`,
   ));
   try {
     assert.equal(
