@@ -416,6 +416,12 @@ const serverSchema = object({
   max_body_bytes: defaulted(integer(0), 10485760),
   upstream_timeout_ms: defaulted(integer(1), 30000),
   shutdown_grace_seconds: defaulted(number(0), 25),
+  request_head_timeout_ms: defaulted(integer(1, 3_600_000), 30_000),
+  idle_timeout_ms: defaulted(integer(1, 3_600_000), 60_000),
+  max_connections: defaulted(integer(1, 1_000_000), 10_000),
+  upstream_body_timeout_ms: optional(integer(1)),
+  retry_buffer_bytes: defaulted(integer(0, 16 * 1024 * 1024), 65_536),
+  memory_limiter_max_bytes: defaulted(integer(1024 * 1024), 64 * 1024 * 1024),
 }, {
   refine(server, refiner) {
     if (server.adminPort === server.port) {
@@ -551,6 +557,7 @@ const routeSchema = object({
   service_name: required(text(serviceRef)),
   auth_required: defaulted(boolean(), false),
   strip_prefix: defaulted(boolean(), false),
+  case_insensitive: defaulted(boolean(), false),
   forward_credentials: defaulted(boolean(), false),
   middleware: defaulted(list(middlewareSpec), []),
   rate_limit: section(object({

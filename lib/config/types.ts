@@ -32,6 +32,18 @@ export interface ServerConfig {
   readonly maxBodyBytes: number;
   readonly upstreamTimeoutMs: number;
   readonly shutdownGraceSeconds: number;
+  /** A client connection without a complete request head by then is closed. */
+  readonly requestHeadTimeoutMs: number;
+  /** An idle keep-alive client connection is closed after this long. */
+  readonly idleTimeoutMs: number;
+  /** Client connections open at once on the proxy listener; more are closed at accept. */
+  readonly maxConnections: number;
+  /** No upstream response body byte for this long aborts the response; absent: upstreamTimeoutMs. */
+  readonly upstreamBodyTimeoutMs?: number;
+  /** Request bodies up to this size are kept so a failed attempt can be resent elsewhere. */
+  readonly retryBufferBytes: number;
+  /** Upper bound of the in-memory rate limiter's state, in bytes (estimated). */
+  readonly memoryLimiterMaxBytes: number;
 }
 
 /** How the limiter behaves while Redis is unreachable. */
@@ -140,6 +152,8 @@ export interface RouteConfig {
   readonly serviceName: string;
   readonly authRequired: boolean;
   readonly stripPrefix: boolean;
+  /** Whether the path prefix matches regardless of letter case (for upstreams that ignore case). */
+  readonly caseInsensitive: boolean;
   /** Whether an auth_required route passes the client's credential header on to the upstream. */
   readonly forwardCredentials: boolean;
   /** This route's own middleware, after the global ones. */

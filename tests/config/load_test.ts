@@ -89,6 +89,11 @@ Deno.test("loadConfigFile() loads the repository's config.yaml with defaults and
     maxBodyBytes: 10485760,
     upstreamTimeoutMs: 30000,
     shutdownGraceSeconds: 25,
+    requestHeadTimeoutMs: 30000,
+    idleTimeoutMs: 60000,
+    maxConnections: 10000,
+    retryBufferBytes: 65536,
+    memoryLimiterMaxBytes: 67108864,
   });
   assert.equal(config.redis, undefined);
   assert.deepEqual(config.auth, {});
@@ -101,6 +106,7 @@ Deno.test("loadConfigFile() loads the repository's config.yaml with defaults and
       serviceName: "user-service",
       authRequired: true,
       stripPrefix: false,
+      caseInsensitive: false,
       forwardCredentials: false,
       middleware: [],
     },
@@ -110,6 +116,7 @@ Deno.test("loadConfigFile() loads the repository's config.yaml with defaults and
       serviceName: "order-service",
       authRequired: true,
       stripPrefix: false,
+      caseInsensitive: false,
       forwardCredentials: false,
       middleware: [],
       rateLimit: { requestsPerPeriod: 100, periodSeconds: 60, clientIdentifier: "API-Key" },
