@@ -36,7 +36,29 @@ export class BufferedReader {
   }
 
   /** Reads more into the buffer; false at end of stream. */
-  async fill(): Promise<boolean> {
+  fill(): Promise<boolean> {
+    const pending = this.#pending;
+    if (pending !== undefined) {
+      this.#pending = undefined;
+      return pending;
+    }
+    return this.#read();
+  }
+
+  /**
+   * Starts a read now without waiting for it (an idle pooled connection):
+   * it settles when the peer sends anything or closes. The next fill() or
+   * take() consumes it, so no byte is lost if the connection is used after
+   * all. Returns the read; a rejection means the connection failed.
+   */
+  watch(): Promise<boolean> {
+    this.#pending ??= this.#read();
+    return this.#pending;
+  }
+
+  #pending: Promise<boolean> | undefined;
+
+  async #read(): Promise<boolean> {
     if (this.#start > 0 && this.#start === this.#end) {
       this.#start = this.#end = 0;
     }
@@ -69,6 +91,9 @@ export class BufferedReader {
       const b = this.#buffer;
       for (let i = this.#start + scanned; i < this.#end; i++) {
         if (b[i] === LF && b[i - 1] === CR && b[i - 2] === LF && b[i - 3] === CR) {
+          if (i - 3 - this.#start > limit) {
+            throw new ProtocolError(`Upstream response head is larger than ${limit} bytes`);
+          }
           const head = b.slice(this.#start, i - 3);
           this.#start = i + 1;
           return head;
@@ -87,17 +112,24 @@ export class BufferedReader {
 
   /** One CRLF-terminated line, without the CRLF (chunk sizes, trailers). */
   async readLine(limit: number): Promise<string> {
-    let scanned = 1;
+    let scanned = 0;
     for (;;) {
       const b = this.#buffer;
       for (let i = this.#start + scanned; i < this.#end; i++) {
-        if (b[i] === LF && b[i - 1] === CR) {
+        if (b[i] === LF) {
+          // CRLF only: a bare LF (or a CR before anything but LF) is refused,
+          // since peers that disagree on line ends disagree on framing.
+          if (
+            i === this.#start || b[i - 1] !== CR || b.subarray(this.#start, i - 1).includes(CR)
+          ) {
+            throw new ProtocolError("Upstream sent a line not ended by CRLF");
+          }
           const line = latin1(b.subarray(this.#start, i - 1));
           this.#start = i + 1;
           return line;
         }
       }
-      scanned = Math.max(1, this.#end - this.#start);
+      scanned = this.#end - this.#start;
       if (this.#end - this.#start > limit) throw new ProtocolError("Chunk line too long");
       if (!(await this.fill())) {
         throw new ProtocolError("Upstream connection closed before the response body ended");
@@ -118,8 +150,9 @@ export class BufferedReader {
    */
   async take(max: number): Promise<Uint8Array | null> {
     if (this.buffered === 0) {
-      // Large bodies bypass the buffer: read straight into a chunk of their own.
-      if (max >= this.#buffer.length) {
+      // Large bodies bypass the buffer: read straight into a chunk of their own
+      // (unless a read into the buffer is already under way).
+      if (max >= this.#buffer.length && this.#pending === undefined) {
         const chunk = new Uint8Array(Math.min(max, 64 * 1024));
         const n = await this.#conn.read(chunk);
         if (n === null) return null;
@@ -135,68 +168,162 @@ export class BufferedReader {
   }
 }
 
+/** How a response's body is delimited (RFC 9112 section 6.3). */
+export type Framing = "length" | "chunked" | "close";
+
 /** A parsed response head. */
 export interface ResponseHead {
   readonly status: number;
   /** HTTP/1.0 responses close unless they say keep-alive. */
   readonly http10: boolean;
-  /** `[name, value, name, value, ...]` as sent. */
+  /**
+   * `[name, value, name, value, ...]` as sent, except a Content-Length that
+   * Transfer-Encoding overrides: that one is dropped, it describes nothing.
+   */
   readonly rawHeaders: string[];
-  /** Lower-cased values of the headers framing needs. */
+  /** Set when the body is delimited by length. */
   readonly contentLength: number | undefined;
   readonly chunked: boolean;
+  /** How the body (if the request and status allow one) is delimited. */
+  readonly framing: Framing;
+  /**
+   * The head says the connection ends after this exchange (Connection:
+   * close, HTTP/1.0 without keep-alive, or both length headers). A body
+   * delimited by close ends it too.
+   */
   readonly connectionClose: boolean;
 }
 
-const STATUS_LINE = /^HTTP\/1\.([01]) (\d{3})(?: .*)?$/;
+/** RFC 9110 token characters, by char code. */
+const TOKEN = new Uint8Array(128);
+for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") {
+  TOKEN[c.charCodeAt(0)] = 1;
+}
 
-/** Parses a response head (status line and header lines). */
+/** Whether `name` is a valid header field name (an RFC 9110 token). */
+export function isFieldName(name: string): boolean {
+  if (name.length === 0) return false;
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if (c >= 128 || TOKEN[c] === 0) return false;
+  }
+  return true;
+}
+
+/**
+ * Whether `value` is a valid header field value: visible ASCII, spaces,
+ * tabs and obs-text (0x80-0xFF, one byte each on the wire), no CR, LF, NUL
+ * or other controls, and no leading or trailing white space (RFC 9110 5.5).
+ */
+export function isFieldValue(value: string): boolean {
+  const n = value.length;
+  if (n === 0) return true;
+  for (let i = 0; i < n; i++) {
+    const c = value.charCodeAt(i);
+    if ((c < 0x20 && c !== 0x09) || c === 0x7f || c > 0xff) return false;
+  }
+  const first = value.charCodeAt(0);
+  const last = value.charCodeAt(n - 1);
+  return first !== 0x20 && first !== 0x09 && last !== 0x20 && last !== 0x09;
+}
+
+const STATUS_LINE = /^HTTP\/1\.([01]) ([1-5]\d\d)(?: [\t\x20-\x7e\x80-\xff]*)?$/;
+const DIGITS = /^\d{1,15}$/;
+
+/**
+ * Parses a response head (status line and header lines), strictly: an
+ * invalid status line, status outside 100-599, header name or value, a
+ * conflicting Content-Length or a Transfer-Encoding other than `chunked`
+ * throws ProtocolError, so the proxy answers 502 instead of guessing where
+ * the message ends (RFC 9112 sections 4, 5 and 6).
+ */
 export function parseResponseHead(bytes: Uint8Array): ResponseHead {
   const lines = latin1(bytes).split("\r\n");
   const status = STATUS_LINE.exec(lines[0]);
   if (status === null) throw new ProtocolError("Upstream sent an invalid status line");
   const rawHeaders: string[] = [];
   let contentLength: number | undefined;
-  let chunked = false;
+  let codings: string[] | undefined;
   let connection = "";
   for (let i = 1; i < lines.length; i++) {
     const line = lines[i];
     const colon = line.indexOf(":");
-    if (colon <= 0 || line.charCodeAt(0) === 32 || line.charCodeAt(0) === 9) {
-      // no name, or obsolete line folding (RFC 9112 5.2): refuse rather than guess
-      throw new ProtocolError("Upstream sent an invalid header line");
+    // No name, white space before the colon, or obsolete line folding (RFC 9112 5.1, 5.2).
+    const name = colon > 0 ? line.slice(0, colon) : "";
+    if (!isFieldName(name)) throw new ProtocolError("Upstream sent an invalid header line");
+    const value = trimOws(line.slice(colon + 1));
+    if (!isFieldValue(value)) {
+      throw new ProtocolError(`Upstream sent an invalid value for header "${name}"`);
     }
-    const name = line.slice(0, colon);
-    const value = line.slice(colon + 1).trim();
     rawHeaders.push(name, value);
     const lower = name.toLowerCase();
     if (lower === "content-length") {
-      if (
-        !/^\d{1,15}$/.test(value) ||
-        (contentLength !== undefined && contentLength !== Number(value))
-      ) {
-        throw new ProtocolError("Upstream sent an invalid Content-Length");
+      // A list of one repeated value is the same length said twice (RFC 9110 8.6).
+      for (const part of value.split(",")) {
+        const item = trimOws(part);
+        if (!DIGITS.test(item) || (contentLength !== undefined && contentLength !== Number(item))) {
+          throw new ProtocolError("Upstream sent an invalid Content-Length");
+        }
+        contentLength = Number(item);
       }
-      contentLength = Number(value);
     } else if (lower === "transfer-encoding") {
-      chunked = value.toLowerCase().split(",").map((c) => c.trim()).includes("chunked");
+      // Every Transfer-Encoding line adds codings; none replaces another.
+      codings ??= [];
+      for (const part of value.split(",")) {
+        const coding = trimOws(part).toLowerCase();
+        if (coding !== "") codings.push(coding);
+      }
     } else if (lower === "connection") {
       connection += "," + value.toLowerCase();
     }
   }
   const http10 = status[1] === "0";
-  const connectionClose = connection.includes("close") ||
+  let connectionClose = connection.includes("close") ||
     (http10 && !connection.includes("keep-alive"));
-  // With both, Transfer-Encoding wins and the message cannot be trusted to
-  // leave the connection in a known state (RFC 9112 6.3): close it after.
+  let framing: Framing = contentLength !== undefined ? "length" : "close";
+  if (codings !== undefined) {
+    // Only a single `chunked` can be decoded and passed on faithfully: another
+    // coding would reach the client undeclared once Transfer-Encoding (hop by
+    // hop) is removed, and chunked not last means "read until close", which
+    // a hostile upstream uses to smuggle. HTTP/1.0 has no Transfer-Encoding.
+    if (codings.length !== 1 || codings[0] !== "chunked" || http10) {
+      throw new ProtocolError(
+        `Upstream sent an unsupported Transfer-Encoding: ${codings.join(", ") || "(empty)"}`,
+      );
+    }
+    framing = "chunked";
+    if (contentLength !== undefined) {
+      // Both: Transfer-Encoding wins, and a sender that says both cannot be
+      // trusted to leave the connection in a known state (RFC 9112 6.3).
+      connectionClose = true;
+      for (let i = rawHeaders.length - 2; i >= 0; i -= 2) {
+        if (rawHeaders[i].toLowerCase() === "content-length") rawHeaders.splice(i, 2);
+      }
+      contentLength = undefined;
+    }
+  }
   return {
     status: Number(status[2]),
     http10,
     rawHeaders,
-    contentLength: chunked ? undefined : contentLength,
-    chunked,
-    connectionClose: connectionClose || (chunked && contentLength !== undefined),
+    contentLength,
+    chunked: framing === "chunked",
+    framing,
+    connectionClose,
   };
+}
+
+/** Strips optional white space (spaces and tabs) from both ends. */
+function trimOws(text: string): string {
+  let start = 0;
+  let end = text.length;
+  while (start < end && (text.charCodeAt(start) === 0x20 || text.charCodeAt(start) === 0x09)) {
+    start++;
+  }
+  while (end > start && (text.charCodeAt(end - 1) === 0x20 || text.charCodeAt(end - 1) === 0x09)) {
+    end--;
+  }
+  return start === 0 && end === text.length ? text : text.slice(start, end);
 }
 
 const ASCII = new TextDecoder("utf-8");
@@ -227,21 +354,42 @@ export function ascii(text: string): Uint8Array {
   return bytes;
 }
 
+/** A chunk size: 1 to 15 hex digits, then optional extensions after optional white space. */
+const CHUNK_LINE = /^([0-9a-fA-F]{1,15})[\t ]*(?:;[\t\x20-\x7e\x80-\xff]*)?$/;
+/** Most bytes of trailer fields accepted after the last chunk. */
+const MAX_TRAILER_BYTES = 16 * 1024;
+
+/** The size of one chunk from its size line, or ProtocolError (RFC 9112 7.1). */
+export function chunkSize(line: string): number {
+  const match = CHUNK_LINE.exec(line);
+  if (match === null) throw new ProtocolError("Upstream sent an invalid chunk size");
+  const size = parseInt(match[1], 16);
+  if (!Number.isSafeInteger(size)) throw new ProtocolError("Upstream sent an invalid chunk size");
+  return size;
+}
+
 /**
  * Reads one chunked body, yielding data as it arrives; throws ProtocolError
- * when the stream ends before the last chunk.
+ * when the stream ends before the last chunk or breaks the framing. Lines
+ * end in CRLF only; trailers are read, checked and dropped.
  */
 export async function* chunkedBody(reader: BufferedReader): AsyncGenerator<Uint8Array> {
   for (;;) {
-    const line = await reader.readLine(4096);
-    const size = parseInt(line.split(";")[0].trim(), 16);
-    if (!Number.isFinite(size) || size < 0 || !/^[0-9a-fA-F]+/.test(line.trim())) {
-      throw new ProtocolError("Upstream sent an invalid chunk size");
-    }
+    const size = chunkSize(await reader.readLine(4096));
     if (size === 0) {
-      // trailers, then the blank line
-      while ((await reader.readLine(8192)) !== "");
-      return;
+      let trailerBytes = 0;
+      for (;;) {
+        const line = await reader.readLine(MAX_TRAILER_BYTES);
+        if (line === "") return;
+        trailerBytes += line.length + 2;
+        const colon = line.indexOf(":");
+        if (
+          trailerBytes > MAX_TRAILER_BYTES || colon <= 0 ||
+          !isFieldName(line.slice(0, colon)) || !isFieldValue(trimOws(line.slice(colon + 1)))
+        ) {
+          throw new ProtocolError("Upstream sent an invalid trailer");
+        }
+      }
     }
     yield* fixedBody(reader, size);
     if ((await reader.readLine(2)) !== "") throw new ProtocolError("Chunk data too long");

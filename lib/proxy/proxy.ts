@@ -10,6 +10,7 @@ import { UpstreamClient, UpstreamError, type UpstreamResponse } from "./upstream
 import type { UpstreamHealth } from "./health.ts";
 import type { ServiceConcurrency } from "./in_flight.ts";
 import type { UpstreamSettings } from "./settings.ts";
+import { ReplayableBody } from "./replay.ts";
 
 /** What the proxy needs; main.ts wires the real ones. */
 export interface ProxyDeps {
@@ -19,6 +20,10 @@ export interface ProxyDeps {
   readonly logger: Logger;
   readonly maxBodyBytes: number;
   readonly upstreamTimeoutMs: number;
+  /** No upstream body byte for this long aborts the response (default: upstreamTimeoutMs). */
+  readonly upstreamBodyTimeoutMs?: number;
+  /** Request bodies up to this size are kept, so a failed attempt can be resent (default 64 KiB). */
+  readonly retryBufferBytes?: number;
   /** Passive health: every exchange's outcome is reported here. */
   readonly health: UpstreamHealth;
   /** Per-service in-flight counts, for max_in_flight. */
@@ -30,19 +35,39 @@ export interface ProxyDeps {
 const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"]);
 /**
  * Failures that `retries:` retries: the upstream never answered, and for an
- * idempotent request without a body a second try is safe. Timeouts are not
- * among them: an upstream that is slow under load would get every request
- * `retries + 1` times, amplifying the overload that made it slow.
+ * idempotent request a second try is safe. Timeouts are not among them: an
+ * upstream that is slow under load would get every request `retries + 1`
+ * times, amplifying the overload that made it slow.
  */
 const RETRIED_KINDS = new Set(["refused", "reset", "dns"]);
 /** Answers that say "try elsewhere" (and that `retries:` retries). */
 const RETRIED_STATUSES = new Set([502, 503, 504]);
 /** Exchange failures that count against an endpoint's health (the client going away does not). */
 const FAILURE_KINDS = new Set(["refused", "reset", "timeout", "dns", "protocol"]);
+/**
+ * Attempts beyond the first for failures the upstream cannot have acted on
+ * (see `unseen`), whatever the method: during a rollout a request may meet
+ * several closing pods in a row.
+ */
+const MAX_UNSEEN_RETRIES = 3;
+const DEFAULT_RETRY_BUFFER_BYTES = 64 * 1024;
 
 /** The end of the chain: forwards the request to an endpoint of the route's service, streaming both ways. */
 export function proxy(deps: ProxyDeps): Handler {
   const { client, balancer, metrics } = deps;
+  const retryBufferBytes = deps.retryBufferBytes ?? DEFAULT_RETRY_BUFFER_BYTES;
+  const deniedLogged = new Set<string>();
+  /** One log line per address refused by the permission flags (bounded). */
+  const noteDenied = (service: string, url: string) => {
+    if (deniedLogged.has(url) || deniedLogged.size >= 1000) return;
+    deniedLogged.add(url);
+    deps.logger.error("upstream_permission_denied", {
+      service,
+      endpoint: url,
+      message:
+        `Deno's --allow-net does not permit ${url}: widen the --allow-net flag (in Kubernetes, VANGUARD_UPSTREAM_CIDR) to include it`,
+    });
+  };
 
   return async function proxy(ctx: RequestContext): Promise<Response> {
     const route = ctx.route;
@@ -57,44 +82,8 @@ export function proxy(deps: ProxyDeps): Handler {
       );
     }
 
-    if (isWebSocketUpgrade(ctx.request)) {
-      const endpoint = balancer.pick(ready) as Endpoint;
-      ctx.upstream = endpoint.url;
-      // An open session counts as a request in flight for least-loaded picking.
-      const end = balancer.begin(endpoint.url);
-      try {
-        const response = await proxyWebSocket(ctx, {
-          origin: endpoint.url,
-          path: upstreamPath(ctx),
-          headers: upstreamHeaders(ctx),
-          handshakeTimeoutMs: ctx.upstreamTimeoutMs ?? deps.upstreamTimeoutMs,
-        });
-        if (ctx.bodyDone) ctx.bodyDone.finally(end);
-        else end();
-        return response;
-      } catch (error) {
-        end();
-        throw error;
-      }
-    }
-
-    const declared = ctx.request.headers.get("content-length");
-    const maxBodyBytes = ctx.maxBodyBytes ?? deps.maxBodyBytes;
-    if (declared !== null && Number(declared) > maxBodyBytes) {
-      throw payloadTooLarge(maxBodyBytes);
-    }
-
     const serviceName = route.serviceName;
     const settings = deps.settingsFor(serviceName);
-    const noteRetry = (from: string, why: { kind?: string; status?: number }) => {
-      metrics.upstreamRetries.inc({ service: serviceName });
-      deps.logger.warn("upstream_retry", {
-        request_id: ctx.requestId,
-        service: serviceName,
-        endpoint: from,
-        ...why,
-      });
-    };
     let releaseSlot: (() => void) | undefined;
     if (settings.maxInFlight !== undefined) {
       releaseSlot = deps.concurrency.tryAcquire(serviceName, settings.maxInFlight);
@@ -108,31 +97,80 @@ export function proxy(deps: ProxyDeps): Handler {
         );
       }
     }
-    const reportFailure = (url: string) => {
-      const ms = deps.health.recordFailure(url, {
-        settings: settings.passiveHealth,
-        endpoints: ready,
-      });
-      if (ms === 0) return;
-      metrics.upstreamEjections.inc({ service: serviceName });
-      deps.logger.warn("upstream_ejected", {
-        service: serviceName,
-        endpoint: url,
-        ejection_ms: ms,
-      });
-    };
-    // Configured retries: only where a second try cannot do what the first did twice.
-    const retriesAllowed = settings.retries > 0 && ctx.request.body === null &&
-      IDEMPOTENT.has(ctx.request.method);
-    const tried = new Set<string>();
-    /** Another endpoint when one exists, else the same one again. */
-    const retryTarget = (last: Endpoint) =>
-      balancer.pick(ready, tried) ?? balancer.pick(ready, last.url) ?? last;
-
-    const headers = upstreamHeaders(ctx);
-    const path = upstreamPath(ctx);
-    let endpoint = balancer.pick(ready) as Endpoint;
     try {
+      if (isWebSocketUpgrade(ctx.request)) {
+        const endpoint = balancer.pick(ready) as Endpoint;
+        ctx.upstream = endpoint.url;
+        // An open session counts as a request in flight, for least-loaded
+        // picking and for max_in_flight, until it closes.
+        const end = balancer.begin(endpoint.url);
+        const slot = releaseSlot;
+        releaseSlot = undefined;
+        const finished = () => {
+          end();
+          slot?.();
+        };
+        try {
+          const response = await proxyWebSocket(ctx, {
+            origin: endpoint.url,
+            path: upstreamPath(ctx),
+            headers: upstreamHeaders(ctx),
+            handshakeTimeoutMs: ctx.upstreamTimeoutMs ?? deps.upstreamTimeoutMs,
+          });
+          if (ctx.bodyDone) ctx.bodyDone.finally(finished);
+          else finished();
+          return response;
+        } catch (error) {
+          finished();
+          throw error;
+        }
+      }
+
+      const maxBodyBytes = ctx.maxBodyBytes ?? deps.maxBodyBytes;
+      const length = declaredLength(ctx.request.headers);
+      if (length !== undefined && length > maxBodyBytes) throw payloadTooLarge(maxBodyBytes);
+      const source = ctx.request.body;
+      const body = source === null ? null : new ReplayableBody(source, retryBufferBytes);
+      const replayable = () => body === null || body.replayable;
+
+      const noteRetry = (from: string, why: { kind?: string; status?: number }) => {
+        metrics.upstreamRetries.inc({ service: serviceName });
+        deps.logger.warn("upstream_retry", {
+          request_id: ctx.requestId,
+          service: serviceName,
+          endpoint: from,
+          ...why,
+        });
+      };
+      const reportFailure = (url: string) => {
+        const ms = deps.health.recordFailure(url, {
+          settings: settings.passiveHealth,
+          endpoints: ready,
+        });
+        if (ms === 0) return;
+        metrics.upstreamEjections.inc({ service: serviceName });
+        deps.logger.warn("upstream_ejected", {
+          service: serviceName,
+          endpoint: url,
+          ejection_ms: ms,
+        });
+      };
+      // Configured retries: only where a second try cannot do what the first did twice.
+      const retriesAllowed = settings.retries > 0 && source === null &&
+        IDEMPOTENT.has(ctx.request.method);
+      const tried = new Set<string>();
+      /** Another endpoint when one exists, else the same one again. */
+      const retryTarget = (last: Endpoint) =>
+        balancer.pick(ready, tried) ?? balancer.pick(ready, last.url) ?? last;
+
+      const headers = upstreamHeaders(ctx);
+      if (length !== undefined) headers["content-length"] = String(length);
+      const path = upstreamPath(ctx);
+      const headersTimeoutMs = ctx.upstreamTimeoutMs ?? deps.upstreamTimeoutMs;
+      const bodyTimeoutMs = deps.upstreamBodyTimeoutMs ?? headersTimeoutMs;
+      let endpoint = balancer.pick(ready) as Endpoint;
+      let fresh = false;
+      let unseenRetries = 0;
       for (let attempt = 0;; attempt++) {
         tried.add(endpoint.url);
         const end = balancer.begin(endpoint.url);
@@ -144,9 +182,11 @@ export function proxy(deps: ProxyDeps): Handler {
             method: ctx.request.method,
             path,
             headers,
-            body: ctx.request.body,
+            body: body === null ? null : body.stream(),
             signal: ctx.request.signal,
-            headersTimeoutMs: ctx.upstreamTimeoutMs ?? deps.upstreamTimeoutMs,
+            headersTimeoutMs,
+            bodyTimeoutMs,
+            fresh,
             maxBodyBytes,
             onBodyBytes: (total) => ctx.bytesIn = total,
           });
@@ -154,18 +194,43 @@ export function proxy(deps: ProxyDeps): Handler {
           end();
           if (!(error instanceof UpstreamError)) throw error;
           if (error.kind === "body_too_large") throw payloadTooLarge(maxBodyBytes);
+          if (error.kind === "invalid_request") {
+            deps.logger.error("upstream_request_refused", {
+              request_id: ctx.requestId,
+              service: serviceName,
+              reason: error.message,
+            });
+            throw new GatewayError(
+              500,
+              "invalid_upstream_request",
+              "The gateway refused to send a request with an invalid header upstream",
+              { cause: error },
+            );
+          }
           metrics.upstreamErrors.inc({ service: serviceName, kind: error.kind });
-          if (FAILURE_KINDS.has(error.kind)) reportFailure(endpoint.url);
-          const untouched = !error.bodyStarted && !ctx.request.bodyUsed;
-          const next = retriesAllowed && untouched && attempt < settings.retries &&
-              RETRIED_KINDS.has(error.kind)
-            ? retryTarget(endpoint)
-            : attempt === 0 && retryable(error, ctx.request)
-            ? balancer.pick(ready, endpoint.url)
-            : undefined;
-          if (next !== undefined) {
+          if (error.kind === "denied") noteDenied(serviceName, endpoint.url);
+          const stale = error.kind === "reset" && error.reusedConnection && !error.responseStarted;
+          // A pooled connection the peer had closed says nothing about the endpoint's health.
+          if (FAILURE_KINDS.has(error.kind) && !stale) reportFailure(endpoint.url);
+          if (replayable() && unseen(error) && unseenRetries < MAX_UNSEEN_RETRIES) {
+            // Another endpoint if there is one; after a stale pooled
+            // connection, the same endpoint on a new connection will do.
+            const next = balancer.pick(ready, tried) ?? (stale ? endpoint : undefined);
+            if (next !== undefined) {
+              unseenRetries++;
+              noteRetry(endpoint.url, { kind: error.kind });
+              fresh = next === endpoint;
+              endpoint = next;
+              continue;
+            }
+          }
+          if (
+            retriesAllowed && attempt < settings.retries + unseenRetries &&
+            RETRIED_KINDS.has(error.kind)
+          ) {
             noteRetry(endpoint.url, { kind: error.kind });
-            endpoint = next;
+            endpoint = retryTarget(endpoint);
+            fresh = false;
             continue;
           }
           throw upstreamFailure(error, serviceName);
@@ -173,13 +238,15 @@ export function proxy(deps: ProxyDeps): Handler {
         if (response.status >= 500) reportFailure(endpoint.url);
         else deps.health.recordSuccess(endpoint.url);
         if (
-          retriesAllowed && attempt < settings.retries && RETRIED_STATUSES.has(response.status)
+          retriesAllowed && attempt < settings.retries + unseenRetries &&
+          RETRIED_STATUSES.has(response.status)
         ) {
           // The answer is dropped; cancelling its body closes that connection.
           if (response.body instanceof ReadableStream) await response.body.cancel();
           end();
           noteRetry(endpoint.url, { status: response.status });
           endpoint = retryTarget(endpoint);
+          fresh = false;
           continue;
         }
         const slot = releaseSlot;
@@ -201,16 +268,44 @@ export function proxy(deps: ProxyDeps): Handler {
 }
 
 /**
- * Retry only when the upstream cannot have acted on the request: the
- * connection was refused, or a pooled connection turned out to be closed
- * before an idempotent request's body started. The request body stream
- * can be replayed only if none of it was read.
+ * Whether the upstream cannot have acted on the request, so that sending it
+ * again (to another endpoint) is safe whatever the method: the connection
+ * was refused or the name did not resolve, or a pooled connection turned
+ * out to be closed by the peer before any byte of a response. That last one
+ * is how a rolling update looks from here: a pod that shuts down closes its
+ * idle keep-alive connections, and one of them may already carry our request.
  */
-function retryable(error: UpstreamError, request: Request): boolean {
-  if (error.bodyStarted || request.bodyUsed) return false;
-  if (error.kind === "refused") return request.body === null;
-  return error.kind === "reset" && error.reusedConnection && request.body === null &&
-    IDEMPOTENT.has(request.method);
+function unseen(error: UpstreamError): boolean {
+  if (error.kind === "refused" || error.kind === "dns") return true;
+  return error.kind === "reset" && error.reusedConnection && !error.responseStarted;
+}
+
+/**
+ * The request's Content-Length, canonical: one value, or the same value
+ * repeated (`74, 74`, which Deno's server makes of two identical headers).
+ * Anything else, or a Content-Length together with Transfer-Encoding, is
+ * refused with 400: a lenient upstream could read the difference as a
+ * second request.
+ */
+function declaredLength(headers: Headers): number | undefined {
+  const value = headers.get("content-length");
+  if (value === null) return undefined;
+  if (headers.has("transfer-encoding")) {
+    throw new GatewayError(
+      400,
+      "bad_request",
+      "A request must not carry both Content-Length and Transfer-Encoding",
+    );
+  }
+  let length: number | undefined;
+  for (const part of value.split(",")) {
+    const item = part.trim();
+    if (!/^\d{1,15}$/.test(item) || (length !== undefined && Number(item) !== length)) {
+      throw new GatewayError(400, "bad_request", "The request's Content-Length is invalid");
+    }
+    length = Number(item);
+  }
+  return length;
 }
 
 function upstreamFailure(error: UpstreamError, service: string): GatewayError {
@@ -219,6 +314,14 @@ function upstreamFailure(error: UpstreamError, service: string): GatewayError {
       504,
       "upstream_timeout",
       `Upstream "${service}" sent no response in time`,
+      { cause: error },
+    );
+  }
+  if (error.kind === "denied") {
+    return new GatewayError(
+      502,
+      "bad_gateway",
+      `Cannot reach upstream "${service}": the gateway's network permission does not include it`,
       { cause: error },
     );
   }

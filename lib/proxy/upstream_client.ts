@@ -1,10 +1,12 @@
 import type { BodyOutcome } from "../pipeline/types.ts";
-import { Deadlines } from "./deadlines.ts";
+import { type Deadline, Deadlines } from "./deadlines.ts";
 import {
   ascii,
   BufferedReader,
   chunkedBody,
   fixedBody,
+  isFieldName,
+  isFieldValue,
   parseResponseHead,
   ProtocolError,
   type ResponseHead,
@@ -31,7 +33,9 @@ export type UpstreamFailure =
   | "dns"
   | "aborted"
   | "body_too_large"
-  | "protocol";
+  | "protocol"
+  | "denied"
+  | "invalid_request";
 
 /** An upstream exchange that failed before response headers arrived. */
 export class UpstreamError extends Error {
@@ -40,17 +44,25 @@ export class UpstreamError extends Error {
   readonly bodyStarted: boolean;
   /** Whether the request went out on a pooled (reused) connection. */
   readonly reusedConnection: boolean;
+  /** Whether any byte of a response arrived on this exchange. */
+  readonly responseStarted: boolean;
 
   constructor(
     kind: UpstreamFailure,
     message: string,
-    options: { bodyStarted: boolean; reusedConnection: boolean; cause?: unknown },
+    options: {
+      bodyStarted: boolean;
+      reusedConnection: boolean;
+      responseStarted?: boolean;
+      cause?: unknown;
+    },
   ) {
     super(message, { cause: options.cause });
     this.name = "UpstreamError";
     this.kind = kind;
     this.bodyStarted = options.bodyStarted;
     this.reusedConnection = options.reusedConnection;
+    this.responseStarted = options.responseStarted ?? false;
   }
 }
 
@@ -66,8 +78,16 @@ export interface UpstreamRequest {
   readonly body: ReadableStream<Uint8Array> | null;
   /** Aborts the exchange at any stage (client went away). */
   readonly signal: AbortSignal;
-  /** No response headers by then (connecting included): fail with `timeout`. */
+  /**
+   * No connection and request head written by then, or no response headers
+   * this long after the request (head and body) was sent: fail with
+   * `timeout`. The time a client takes to upload its body does not count.
+   */
   readonly headersTimeoutMs: number;
+  /** No response body byte for this long aborts the body (default: headersTimeoutMs). */
+  readonly bodyTimeoutMs?: number;
+  /** Open a new connection instead of reusing a pooled one. */
+  readonly fresh?: boolean;
   /** Fail with `body_too_large` once the request body exceeds this. */
   readonly maxBodyBytes: number;
   /** Called with the running total of request body bytes sent. */
@@ -113,6 +133,8 @@ interface Connection {
   readonly conn: Deno.Conn;
   readonly reader: BufferedReader;
   idleSince: number;
+  /** In the pool; any byte or EOF that arrives now closes it. */
+  idle: boolean;
   closed: boolean;
   /** Frees the connection's slot in its origin's limit. */
   readonly onClose: () => void;
@@ -121,6 +143,7 @@ interface Connection {
 function closeConnection(connection: Connection): void {
   if (connection.closed) return;
   connection.closed = true;
+  connection.idle = false;
   try {
     connection.conn.close();
   } catch {
@@ -159,29 +182,46 @@ export class UpstreamClient {
   /** Sends `req`; resolves once response headers arrive, rejects with UpstreamError before that. */
   async send(req: UpstreamRequest): Promise<UpstreamResponse> {
     const url = this.#parse(req.origin);
+    // Refused before anything is sent: a header that would break the request head.
+    const head = requestHead(req, url);
     let connection: Connection | undefined;
     let reused = false;
     let bodyStarted = false;
+    let receivedBefore = 0;
     let failure: UpstreamError | undefined;
     let interrupt!: (error: UpstreamError) => void;
     // Settles only by failing: raced against connecting, which has no abort of its own.
     const interrupted = new Promise<never>((_, reject) => interrupt = reject);
     interrupted.catch(() => {});
+    const responseStarted = () =>
+      connection !== undefined && connection.reader.received > receivedBefore;
     const fail = (kind: UpstreamFailure, message: string) => {
-      failure ??= new UpstreamError(kind, message, { bodyStarted, reusedConnection: reused });
+      failure ??= new UpstreamError(kind, message, {
+        bodyStarted,
+        reusedConnection: reused,
+        responseStarted: responseStarted(),
+      });
       if (connection) closeConnection(connection);
       interrupt(failure);
     };
-    const timer = this.#deadlines.add(
-      req.headersTimeoutMs,
-      () => fail("timeout", `No response headers within ${req.headersTimeoutMs} ms`),
+    const timeoutMs = req.headersTimeoutMs;
+    let timer = this.#deadlines.add(
+      timeoutMs,
+      () => fail("timeout", `Could not connect and send the request within ${timeoutMs} ms`),
     );
+    const awaitResponse = () => {
+      this.#deadlines.cancel(timer);
+      timer = this.#deadlines.add(
+        timeoutMs,
+        () => fail("timeout", `No response headers within ${timeoutMs} ms of sending the request`),
+      );
+    };
     const onAbort = () => fail("aborted", "Client went away");
     req.signal.addEventListener("abort", onAbort);
     let handedOver = false;
     try {
       if (req.signal.aborted) onAbort();
-      connection = this.#takeIdle(req.origin);
+      connection = req.fresh ? undefined : this.#takeIdle(req.origin);
       reused = connection !== undefined;
       while (connection === undefined) {
         if ((this.#open.get(req.origin) ?? 0) < this.#maxConnections) {
@@ -214,29 +254,41 @@ export class UpstreamClient {
       }
       if (failure) throw failure;
       const active = connection;
+      receivedBefore = active.reader.received;
 
-      const head = requestHead(req, url);
       let pump: Promise<void> | undefined;
       let pumpDone = req.body === null;
-      if (req.body === null) {
+      if (req.body !== null) {
         await writeAll(active.conn, head);
-      } else {
+        this.#deadlines.cancel(timer);
         const declared = req.headers["content-length"];
-        pump = sendBody(active.conn, head, req.body, {
+        pump = sendBody(active.conn, req.body, {
           length: declared === undefined ? undefined : Number(declared),
           max: req.maxBodyBytes,
           onBytes: (total) => {
             bodyStarted = true;
             req.onBodyBytes?.(total);
           },
+          // An upstream that stops reading the body holds the request: bound each write.
+          guard: (write) => {
+            const stall = this.#deadlines.add(
+              timeoutMs,
+              () => fail("timeout", `Upstream read no request body for ${timeoutMs} ms`),
+            );
+            return write.finally(() => this.#deadlines.cancel(stall));
+          },
         }).then(() => {
           pumpDone = true;
+          if (!handedOver) awaitResponse();
         }, (error) => {
           if (error instanceof UpstreamError) fail(error.kind, error.message);
           else fail("reset", "Request body could not be sent");
           throw error;
         });
         pump.catch(() => {});
+      } else {
+        await writeAll(active.conn, head);
+        awaitResponse();
       }
 
       let parsed: ResponseHead;
@@ -259,8 +311,11 @@ export class UpstreamClient {
       this.#deadlines.cancel(timer);
 
       const noBody = req.method === "HEAD" || parsed.status === 204 || parsed.status === 304;
-      const reusable = !parsed.connectionClose && (noBody || parsed.chunked ||
-        parsed.contentLength !== undefined);
+      // After HEAD the connection is closed, not pooled: a body the upstream
+      // sends anyway (it may not know the request was HEAD) would otherwise
+      // be read as the next client's response.
+      const reusable = !parsed.connectionClose &&
+        (noBody ? req.method !== "HEAD" : parsed.framing !== "close");
       const release = (clean: boolean) => {
         req.signal.removeEventListener("abort", onAbort);
         // Reuse only a connection whose exchange is over in both directions:
@@ -294,19 +349,35 @@ export class UpstreamClient {
           done: Promise.resolve({ outcome: "complete", bytes: bytes.byteLength }),
         };
       }
-      const chunks = parsed.chunked
+      const chunks = parsed.framing === "chunked"
         ? chunkedBody(active.reader)
-        : parsed.contentLength !== undefined
-        ? fixedBody(active.reader, parsed.contentLength)
+        : parsed.framing === "length"
+        ? fixedBody(active.reader, parsed.contentLength!)
         : untilClose(active.reader);
-      const { body, done } = bodyStream(chunks, release);
+      const bodyTimeoutMs = req.bodyTimeoutMs ?? timeoutMs;
+      let stalled = false;
+      const { body, done } = bodyStream(chunks, {
+        release,
+        // No body byte for bodyTimeoutMs: close the connection, which fails the pending read.
+        awaitChunk: () =>
+          this.#deadlines.add(bodyTimeoutMs, () => {
+            stalled = true;
+            closeConnection(active);
+          }),
+        chunkArrived: (deadline) => this.#deadlines.cancel(deadline),
+        stalled: () => stalled ? `Upstream sent no body byte for ${bodyTimeoutMs} ms` : undefined,
+      });
       return { status: parsed.status, rawHeaders: parsed.rawHeaders, body, done };
     } catch (error) {
       this.#deadlines.cancel(timer);
       req.signal.removeEventListener("abort", onAbort);
       if (connection) closeConnection(connection);
       if (failure) throw failure;
-      throw classify(error, bodyStarted, reused);
+      throw classify(error, {
+        bodyStarted,
+        reusedConnection: reused,
+        responseStarted: responseStarted(),
+      });
     } finally {
       if (!handedOver) this.#deadlines.cancel(timer);
     }
@@ -355,6 +426,7 @@ export class UpstreamClient {
       conn,
       reader: new BufferedReader(conn),
       idleSince: 0,
+      idle: false,
       closed: false,
       onClose: () => {
         if (freed) return;
@@ -403,7 +475,10 @@ export class UpstreamClient {
     const now = performance.now();
     while (stack && stack.length > 0) {
       const connection = stack.pop()!;
-      if (now - connection.idleSince < this.#idleTimeoutMs && !connection.closed) return connection;
+      if (now - connection.idleSince < this.#idleTimeoutMs && !connection.closed) {
+        connection.idle = false;
+        return connection;
+      }
       closeConnection(connection);
     }
     return undefined;
@@ -427,7 +502,17 @@ export class UpstreamClient {
       return;
     }
     connection.idleSince = performance.now();
+    connection.idle = true;
     stack.push(connection);
+    // Watched while idle: whatever arrives now (a late body, a second
+    // response, a close) answers no request, so the connection is closed
+    // before any request can read it as its own response.
+    connection.reader.watch().then(
+      () => {
+        if (connection.idle) closeConnection(connection);
+      },
+      () => closeConnection(connection),
+    );
   }
 
   #sweep(): void {
@@ -455,7 +540,17 @@ function connect(origin: Origin): Promise<Deno.Conn> {
   return origin.secure ? Deno.connectTls({ hostname, port }) : Deno.connect({ hostname, port });
 }
 
+/**
+ * The request head, refusing (UpstreamError `invalid_request`, nothing
+ * written) any method, target, header name or value that is not valid
+ * HTTP/1.1 syntax, whatever its source: a JWT claim, a plugin, the config
+ * or the client. A CR or LF in a value would otherwise start a header or a
+ * whole request of the sender's choosing.
+ */
 function requestHead(req: UpstreamRequest, url: Origin): Uint8Array {
+  if (!isFieldName(req.method) || !isRequestTarget(req.path)) {
+    throw invalidRequest("The request method or target is not valid HTTP/1.1 syntax");
+  }
   let head = `${req.method} ${req.path} HTTP/1.1\r\nhost: ${url.host}\r\n`;
   let hasLength = false;
   for (const name in req.headers) {
@@ -464,13 +559,35 @@ function requestHead(req: UpstreamRequest, url: Origin): Uint8Array {
       if (req.body === null) continue;
       hasLength = true;
     }
-    head += `${name}: ${req.headers[name]}\r\n`;
+    const value = req.headers[name];
+    if (!isFieldName(name)) throw invalidRequest("A header name is not a valid HTTP token");
+    if (!isFieldValue(value)) {
+      throw invalidRequest(`Header "${name}" has a value that is not valid HTTP field syntax`);
+    }
+    head += `${name}: ${value}\r\n`;
   }
   if (req.body !== null && !hasLength) head += "transfer-encoding: chunked\r\n";
   if (req.body === null && BODYLESS_METHODS_WITH_LENGTH.has(req.method)) {
     head += "content-length: 0\r\n";
   }
   return ascii(head + "\r\n");
+}
+
+function invalidRequest(message: string): UpstreamError {
+  return new UpstreamError("invalid_request", message, {
+    bodyStarted: false,
+    reusedConnection: false,
+  });
+}
+
+/** An origin-form target: visible ASCII only (RFC 9112 3.2). */
+function isRequestTarget(target: string): boolean {
+  if (target.length === 0 || target.charCodeAt(0) !== 0x2f) return false;
+  for (let i = 0; i < target.length; i++) {
+    const c = target.charCodeAt(i);
+    if (c <= 0x20 || c >= 0x7f) return false;
+  }
+  return true;
 }
 
 async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
@@ -482,18 +599,23 @@ const CRLF = ascii("\r\n");
 const LAST_CHUNK = ascii("0\r\n\r\n");
 
 /**
- * Writes the head and then the body as it arrives: raw when its length is
- * declared, chunked otherwise. The head goes out first, so an upstream can
- * answer (or refuse) before the body is complete.
+ * Writes the body as it arrives (the head is already sent, so an upstream
+ * can answer or refuse before the body is complete): raw when its length is
+ * declared, chunked otherwise. A body longer or shorter than declared is an
+ * error, never written on: the upstream would read the rest as a request.
  */
 async function sendBody(
   conn: Deno.Conn,
-  head: Uint8Array,
   body: ReadableStream<Uint8Array>,
-  options: { length: number | undefined; max: number; onBytes: (total: number) => void },
+  options: {
+    length: number | undefined;
+    max: number;
+    onBytes: (total: number) => void;
+    guard: (write: Promise<void>) => Promise<void>;
+  },
 ): Promise<void> {
-  await writeAll(conn, head);
   const reader = body.getReader();
+  const { length, guard } = options;
   let total = 0;
   try {
     for (;;) {
@@ -506,35 +628,56 @@ async function sendBody(
         throw new UpstreamError(
           "body_too_large",
           `Request body is larger than ${options.max} bytes`,
-          {
-            bodyStarted: true,
-            reusedConnection: false,
-          },
+          { bodyStarted: true, reusedConnection: false },
         );
       }
-      if (options.length === undefined) {
-        await writeAll(conn, ascii(value.byteLength.toString(16) + "\r\n"));
-        await writeAll(conn, value);
-        await writeAll(conn, CRLF);
+      if (length !== undefined && total > length) {
+        throw new UpstreamError("reset", "Request body is longer than its Content-Length", {
+          bodyStarted: true,
+          reusedConnection: false,
+        });
+      }
+      if (length === undefined) {
+        await guard(writeAll(conn, ascii(value.byteLength.toString(16) + "\r\n")));
+        await guard(writeAll(conn, value));
+        await guard(writeAll(conn, CRLF));
       } else {
-        await writeAll(conn, value);
+        await guard(writeAll(conn, value));
       }
     }
-    if (options.length === undefined) await writeAll(conn, LAST_CHUNK);
+    if (length !== undefined && total !== length) {
+      throw new UpstreamError("reset", "Request body ended before its Content-Length", {
+        bodyStarted: total > 0,
+        reusedConnection: false,
+      });
+    }
+    if (length === undefined) await guard(writeAll(conn, LAST_CHUNK));
   } catch (error) {
     reader.cancel(error).catch(() => {});
     throw error;
   }
 }
 
+/** How a body stream releases its connection and bounds the wait for each chunk. */
+interface BodyControl {
+  release(clean: boolean): void;
+  /** Arms the body idle deadline before a read. */
+  awaitChunk(): Deadline;
+  /** Disarms it once bytes (or the end) arrived. */
+  chunkArrived(deadline: Deadline): void;
+  /** Why the body failed, when its idle deadline fired. */
+  stalled(): string | undefined;
+}
+
 /**
  * A web stream over the body generator, pulled only as fast as the client
- * reads. An upstream that dies mid-body errors the stream, so Deno.serve
- * aborts the client connection instead of ending a truncated body cleanly.
+ * reads (so a slow client never trips the idle deadline). An upstream that
+ * dies or stalls mid-body errors the stream, so Deno.serve aborts the client
+ * connection instead of ending a truncated body cleanly.
  */
 function bodyStream(
   chunks: AsyncGenerator<Uint8Array>,
-  release: (clean: boolean) => void,
+  control: BodyControl,
 ): { body: ReadableStream<Uint8Array>; done: Promise<BodyOutcome> } {
   let bytes = 0;
   let finish!: (outcome: BodyOutcome) => void;
@@ -543,14 +686,16 @@ function bodyStream(
   const end = (outcome: BodyOutcome["outcome"]) => {
     if (ended) return false;
     ended = true;
-    release(outcome === "complete");
+    control.release(outcome === "complete");
     finish({ outcome, bytes });
     return true;
   };
   const body = new ReadableStream<Uint8Array>({
     async pull(controller) {
+      const deadline = control.awaitChunk();
       try {
         const next = await chunks.next();
+        control.chunkArrived(deadline);
         if (next.done) {
           controller.close();
           end("complete");
@@ -559,9 +704,13 @@ function bodyStream(
         bytes += next.value.byteLength;
         controller.enqueue(next.value);
       } catch (error) {
+        control.chunkArrived(deadline);
         if (end("error")) {
+          const stalled = control.stalled();
           controller.error(
-            error instanceof ProtocolError
+            stalled !== undefined
+              ? new ProtocolError(stalled)
+              : error instanceof ProtocolError
               ? error
               : new ProtocolError("Upstream connection failed before the response body ended"),
           );
@@ -575,19 +724,31 @@ function bodyStream(
   return { body, done };
 }
 
-function classify(error: unknown, bodyStarted: boolean, reusedConnection: boolean): UpstreamError {
+function classify(
+  error: unknown,
+  options: { bodyStarted: boolean; reusedConnection: boolean; responseStarted: boolean },
+): UpstreamError {
   if (error instanceof UpstreamError) return error;
-  const options = { bodyStarted, reusedConnection, cause: error };
-  if (error instanceof ProtocolError) return new UpstreamError("protocol", error.message, options);
+  const withCause = { ...options, cause: error };
+  if (error instanceof ProtocolError) {
+    return new UpstreamError("protocol", error.message, withCause);
+  }
   if (error instanceof Deno.errors.ConnectionRefused) {
-    return new UpstreamError("refused", "connection refused", options);
+    return new UpstreamError("refused", "connection refused", withCause);
   }
   if (error instanceof Deno.errors.TimedOut) {
-    return new UpstreamError("timeout", "connect timed out", options);
+    return new UpstreamError("timeout", "connect timed out", withCause);
+  }
+  if (error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied) {
+    return new UpstreamError(
+      "denied",
+      "connection not permitted by the gateway's --allow-net permission",
+      withCause,
+    );
   }
   const message = error instanceof Error ? error.message : String(error);
   if (error instanceof Deno.errors.NotFound || /lookup|resolve|dns/i.test(message)) {
-    return new UpstreamError("dns", "host name not found", options);
+    return new UpstreamError("dns", "host name not found", withCause);
   }
-  return new UpstreamError("reset", "connection reset before a response", options);
+  return new UpstreamError("reset", "connection reset before a response", withCause);
 }
