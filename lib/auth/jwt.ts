@@ -1,3 +1,4 @@
+import { CONSUMER_ID_RULE, isConsumerId } from "./consumer.ts";
 import {
   createLocalJWKSet,
   importJWK,
@@ -71,8 +72,10 @@ export class JwtVerifier {
     const { payload } = this.#getKey instanceof Uint8Array
       ? await jwtVerify(token, this.#getKey, options)
       : await jwtVerify(token, this.#getKey, options);
-    if (typeof payload.sub !== "string" || payload.sub === "") {
-      throw new TypeError('Token "sub" must be a non-empty string');
+    if (typeof payload.sub !== "string" || !isConsumerId(payload.sub)) {
+      // The sub becomes a header upstream: CR LF (or U+010D U+010A, which
+      // one-byte encodings turn into CR LF) must never get that far.
+      throw new TypeError(`Token "sub" ${CONSUMER_ID_RULE}`);
     }
     return payload.sub;
   }

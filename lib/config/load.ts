@@ -31,6 +31,7 @@ import {
   type Walk,
 } from "./schema.ts";
 import { checkPathPrefix } from "../routing/path.ts";
+import { CONSUMER_ID_RULE, isConsumerId } from "../auth/consumer.ts";
 import { middlewareSpec } from "./middleware_spec.ts";
 import { checkPluginModules } from "./plugin_check.ts";
 import type { Config, ConfigProblem, ConfigWarning } from "./types.ts";
@@ -88,6 +89,10 @@ const PRIVATE_KEY_PEM = /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/;
 
 function nonEmpty(value: string): string {
   return value === "" ? reject("must not be empty") : value;
+}
+
+function consumerId(value: string): string {
+  return isConsumerId(value) ? value : reject(`consumer id ${CONSUMER_ID_RULE}`);
 }
 
 function envName(value: string): string {
@@ -441,7 +446,7 @@ const apiKeySchema = object({
   header: defaulted(text(headerName), "API-Key"),
   keys: required(list(
     object({
-      id: required(text(nonEmpty)),
+      id: required(text(consumerId)),
       sha256: optional(text(sha256)),
       value_env: optional(text(apiKeyEnv)),
     }, { exclusive: [["sha256", "value_env"]] }),
