@@ -435,3 +435,35 @@ function handshakeAnswer(head: string): string {
   return "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
     `Sec-WebSocket-Accept: ${accept}\r\n\r\n`;
 }
+
+Deno.test("open WebSocket sessions count toward max_in_flight; a closed one frees its slot", async () => {
+  const upstream = wsUpstream();
+  const yaml = `
+services:
+  app: { urls: [${upstream.url}], max_in_flight: 2 }
+routes:
+  - { id: app, path_prefix: /, service_name: app }
+`;
+  await withGateway(upstream, yaml, async (gw) => {
+    const first = connect(`${gw.url}/a`);
+    const second = connect(`${gw.url}/b`);
+    await first.opened;
+    await second.opened;
+    for (let i = 0; i < 8; i++) {
+      const refused = await within(
+        3000,
+        "a 503 for a session beyond max_in_flight",
+        rawRequest(`${gw.url}/more`, { headers: UPGRADE_HEADERS }),
+      );
+      assert.equal(refused.status, 503);
+      assert.equal(JSON.parse(new TextDecoder().decode(refused.body)).error, "upstream_overloaded");
+    }
+    assert.equal(upstream.sessions.length, 2);
+    await finish(gw, first);
+    const third = connect(`${gw.url}/c`);
+    await third.opened;
+    assert.equal(upstream.sessions.length, 3);
+    await finish(gw, second, 2);
+    await finish(gw, third, 3);
+  });
+});
