@@ -32,6 +32,11 @@ export interface RouteEntry {
   /** Pass the credential header upstream (normally removed on protected routes). */
   readonly forwardCredentials: boolean;
   readonly stripPrefix: boolean;
+  /**
+   * The prefix matches whatever the letter case (`case_insensitive`; absent:
+   * false). Only for upstreams that ignore case themselves.
+   */
+  readonly caseInsensitive?: boolean;
   readonly rateLimit?: RateLimitConfig;
   readonly source: Source;
 }
@@ -47,6 +52,8 @@ export class RoutingTable {
   /** Increases with every swap. */
   readonly version: number;
   readonly #root: PrefixNode;
+  /** Case-insensitive prefixes, by folded segments; absent when there are none. */
+  readonly #folded?: PrefixNode;
 
   constructor(
     routes: readonly RouteEntry[],
@@ -56,7 +63,14 @@ export class RoutingTable {
     this.routes = Object.freeze([...routes].sort((a, b) => a.pathPrefix < b.pathPrefix ? -1 : 1));
     this.services = services;
     this.version = version;
-    this.#root = buildTrie(routes);
+    // A case-insensitive prefix without letters matches like any other.
+    const exact: RouteEntry[] = [];
+    const folding: RouteEntry[] = [];
+    for (const route of routes) {
+      (route.caseInsensitive && hasCase(route.pathPrefix) ? folding : exact).push(route);
+    }
+    this.#root = buildTrie(exact, (segment) => segment);
+    if (folding.length > 0) this.#folded = buildTrie(folding, foldCase);
   }
 
   /**
@@ -66,6 +80,7 @@ export class RoutingTable {
    * with: the cost grows with the path, never with the number of routes.
    */
   match(path: string): RouteEntry | undefined {
+    if (this.#folded !== undefined) return this.#matchFolding(path, this.#folded);
     let node: PrefixNode | undefined = this.#root;
     let best = node.route;
     let start = 1;
@@ -75,6 +90,32 @@ export class RoutingTable {
       node = node.children?.get(path.slice(start, end));
       if (node === undefined) break;
       if (node.route !== undefined) best = node.route;
+      start = end + 1;
+    }
+    return best;
+  }
+
+  /**
+   * match() when some prefixes are case-insensitive: walks both trees side
+   * by side, folding a segment only while the folded tree goes on. The
+   * deepest match wins whichever tree it is in; at equal depth the exact
+   * spelling wins, except that a config route beats a Kubernetes one (as
+   * it does for the same prefix).
+   */
+  #matchFolding(path: string, folded: PrefixNode): RouteEntry | undefined {
+    let exact: PrefixNode | undefined = this.#root;
+    let fold: PrefixNode | undefined = folded;
+    let best = exact.route;
+    let start = 1;
+    while (start < path.length) {
+      let end = path.indexOf("/", start);
+      if (end === -1) end = path.length;
+      const segment = path.slice(start, end);
+      exact = exact?.children?.get(segment);
+      fold = fold?.children === undefined ? undefined : fold.children.get(foldCase(segment));
+      if (exact === undefined && fold === undefined) break;
+      const found = preferred(exact?.route, fold?.route);
+      if (found !== undefined) best = found;
       start = end + 1;
     }
     return best;
@@ -92,12 +133,12 @@ interface PrefixNode {
   children?: Map<string, PrefixNode>;
 }
 
-function buildTrie(routes: readonly RouteEntry[]): PrefixNode {
+function buildTrie(routes: readonly RouteEntry[], key: (segment: string) => string): PrefixNode {
   const root: PrefixNode = {};
   for (const route of routes) {
     let node = root;
     if (route.pathPrefix !== "/") {
-      for (const segment of route.pathPrefix.slice(1).split("/")) {
+      for (const segment of route.pathPrefix.slice(1).split("/").map(key)) {
         node.children ??= new Map();
         let child = node.children.get(segment);
         if (child === undefined) {
@@ -110,6 +151,64 @@ function buildTrie(routes: readonly RouteEntry[]): PrefixNode {
     node.route = route;
   }
   return root;
+}
+
+/** Of two routes matching to the same depth, the exact spelling, unless only the other is from config. */
+function preferred(
+  exact: RouteEntry | undefined,
+  folded: RouteEntry | undefined,
+): RouteEntry | undefined {
+  if (exact === undefined) return folded;
+  if (folded !== undefined && exact.source !== "config" && folded.source === "config") {
+    return folded;
+  }
+  return exact;
+}
+
+/*
+ * Case folding for case-insensitive prefixes: ASCII letters, and the four
+ * other letters whose Unicode case mapping is an ASCII letter (dotted and
+ * dotless i, long s, Kelvin sign). Upstreams that compare like Java's
+ * equalsIgnoreCase take "/admın" for "/admin", so the gateway must too, or
+ * the spelling walks around a protected prefix. Other letters keep their case.
+ */
+const FOLDABLE = /[A-Z\u0130\u0131\u017f\u212a]/g;
+
+/** Whether folding changes what a prefix can match. */
+function hasCase(prefix: string): boolean {
+  return /[A-Za-z\u0130\u0131\u017f\u212a]/.test(prefix);
+}
+
+/** A segment in folded form; the segment itself (no allocation) when nothing folds. */
+function foldCase(segment: string): string {
+  let folds = false;
+  let ascii = true;
+  for (let i = 0; i < segment.length; i++) {
+    const c = segment.charCodeAt(i);
+    if (c < 0x80) {
+      if (c >= 0x41 && c <= 0x5a) folds = true;
+    } else {
+      ascii = false;
+      if (c === 0x130 || c === 0x131 || c === 0x17f || c === 0x212a) folds = true;
+    }
+  }
+  if (!folds) return segment;
+  // toLowerCase() would also fold letters such as "É": only for ASCII is it the same thing.
+  return ascii ? segment.toLowerCase() : segment.replace(FOLDABLE, foldLetter);
+}
+
+function foldLetter(letter: string): string {
+  switch (letter) {
+    case "\u0130":
+    case "\u0131":
+      return "i";
+    case "\u017f":
+      return "s";
+    case "\u212a":
+      return "k";
+    default:
+      return letter.toLowerCase();
+  }
 }
 
 /** Counts the segments of a canonical prefix: `/` has 0, `/a/b` has 2. */
@@ -142,6 +241,7 @@ export function tableFromConfig(config: Config, version = 1): RoutingTable {
       authRequired: route.authRequired,
       forwardCredentials: route.forwardCredentials,
       stripPrefix: route.stripPrefix,
+      caseInsensitive: route.caseInsensitive,
       rateLimit: route.rateLimit,
       source: "config" as const,
     })

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { MemoryLimiter } from "../../lib/ratelimit/memory.ts";
+import { Metrics } from "../../lib/admin/metrics.ts";
+import { bucketBytes, MemoryLimiter } from "../../lib/ratelimit/memory.ts";
 
 function limiterAt(start = 1000) {
   const clock = { now: start };
@@ -105,4 +106,140 @@ Deno.test("MemoryLimiter.sweep() forgets clients that went quiet", async () => {
   } finally {
     await limiter.close();
   }
+});
+
+/** A limiter whose budget holds `buckets` buckets of one-character keys, not one more. */
+function boundedAt(buckets: number, timestampsEach = 1) {
+  const clock = { now: 1000 };
+  const metrics = new Metrics();
+  const one = bucketBytes("a", timestampsEach);
+  const limiter = new MemoryLimiter({
+    now: () => clock.now,
+    metrics,
+    maxBytes: buckets * one + one - 1,
+  });
+  return { clock, limiter, metrics };
+}
+
+Deno.test("MemoryLimiter evicts the least recently used bucket when over its budget", async () => {
+  const { limiter, metrics } = boundedAt(3);
+  try {
+    const check = async (key: string) =>
+      (await limiter.check({ key, limit: 1, windowMs: 60_000 })).allowed;
+    assert.deepEqual([await check("a"), await check("b"), await check("c")], [true, true, true]);
+    assert.equal(await check("a"), false); // a refused check is a use too: order b, c, a
+    assert.equal(await check("d"), true); // over budget: b goes
+    assert.equal(limiter.size, 3);
+    assert.equal(metrics.rateLimitEvictions.get(), 1);
+    // b was forgotten, so it starts over (and pushes out c, now the oldest);
+    // a was kept, so it is still refused.
+    assert.equal(await check("b"), true);
+    assert.equal(await check("a"), false);
+    assert.equal(await check("c"), true); // c was evicted by b; d goes now
+    assert.equal(await check("a"), false);
+    assert.equal(await check("b"), false);
+    assert.equal(metrics.rateLimitEvictions.get(), 3);
+    assert.ok(limiter.bytes <= 3 * bucketBytes("a", 1), `${limiter.bytes} bytes`);
+  } finally {
+    await limiter.close();
+  }
+});
+
+Deno.test("MemoryLimiter drops buckets whose window has passed before evicting live ones", async () => {
+  const { clock, limiter, metrics } = boundedAt(3);
+  try {
+    const long = { limit: 1, windowMs: 60_000 };
+    await limiter.check({ key: "a", ...long }); // least recently used, but still counting
+    await limiter.check({ key: "s", limit: 1, windowMs: 1000 });
+    await limiter.check({ key: "b", ...long });
+    clock.now += 2000; // s's window has passed, a's has not
+    await limiter.check({ key: "n", ...long });
+    assert.equal(limiter.size, 3);
+    assert.equal(metrics.rateLimitEvictions.get(), 0);
+    assert.equal((await limiter.check({ key: "a", ...long })).allowed, false);
+    assert.equal((await limiter.check({ key: "b", ...long })).allowed, false);
+  } finally {
+    await limiter.close();
+  }
+});
+
+Deno.test("MemoryLimiter stays exact for every client while under its budget", async () => {
+  const { clock, limiter, metrics } = boundedAt(1000, 3);
+  try {
+    const admitted = new Map<string, number>();
+    for (let round = 0; round < 5; round++) {
+      for (let i = 0; i < 1000; i++) {
+        clock.now++;
+        const key = String.fromCharCode(0x4e00 + i); // one character, as boundedAt counts
+        const decision = await limiter.check({ key, limit: 3, windowMs: 60_000 });
+        if (decision.allowed) admitted.set(key, (admitted.get(key) ?? 0) + 1);
+        assert.equal(decision.remaining, Math.max(0, 2 - round));
+      }
+    }
+    assert.equal(admitted.size, 1000);
+    assert.ok([...admitted.values()].every((count) => count === 3));
+    assert.equal(metrics.rateLimitEvictions.get(), 0);
+    assert.equal(limiter.size, 1000);
+  } finally {
+    await limiter.close();
+  }
+});
+
+Deno.test("MemoryLimiter publishes its evictions, buckets and estimated bytes as metrics", async () => {
+  const { limiter, metrics } = boundedAt(10);
+  try {
+    for (let i = 0; i < 100; i++) {
+      await limiter.check({ key: String.fromCharCode(0x41 + i), limit: 5, windowMs: 60_000 });
+    }
+    const text = metrics.render();
+    assert.match(text, /^vanguard_ratelimit_evictions_total 90$/m);
+    assert.match(text, /^vanguard_ratelimit_memory_buckets 10$/m);
+    assert.match(
+      text,
+      new RegExp(`^vanguard_ratelimit_memory_bytes ${10 * bucketBytes("a", 1)}$`, "m"),
+    );
+  } finally {
+    await limiter.close();
+  }
+});
+
+Deno.test("MemoryLimiter's estimate goes back to zero once every window has passed", async () => {
+  const { clock, limiter } = limiterAt(0);
+  try {
+    // Long-lived buckets get compacted, short ones emptied: the estimate must follow both.
+    for (let t = 0; t < 5000; t += 3) {
+      clock.now = t;
+      await limiter.check({ key: "busy", limit: 200, windowMs: 700 });
+      if (t % 300 === 0) await limiter.check({ key: `quiet-${t}`, limit: 2, windowMs: 100 });
+    }
+    assert.ok(limiter.bytes > 0);
+    clock.now += 1000;
+    limiter.sweep();
+    assert.equal(limiter.size, 0);
+    assert.equal(limiter.bytes, 0);
+  } finally {
+    await limiter.close();
+  }
+});
+
+Deno.test("MemoryLimiter: 100,000 distinct clients do not grow the heap past the budget", async () => {
+  const budget = 8 * 1024 * 1024;
+  const output = await new Deno.Command("deno", {
+    args: [
+      "run",
+      "--v8-flags=--expose-gc",
+      new URL("./memory_heap_probe.ts", import.meta.url).pathname,
+      String(budget),
+      "100000",
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.ok(output.success, new TextDecoder().decode(output.stderr));
+  const result = JSON.parse(new TextDecoder().decode(output.stdout));
+  // Unbounded, the same run grows the heap by about 33 MB.
+  assert.ok(result.heapGrowth <= budget, `heap grew by ${result.heapGrowth} bytes`);
+  assert.ok(result.estimatedBytes <= budget);
+  assert.equal(result.evictions, 100_000 - result.buckets);
+  assert.ok(result.buckets > 5000, `only ${result.buckets} buckets kept`);
 });

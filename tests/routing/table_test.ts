@@ -24,6 +24,11 @@ function route(id: string, pathPrefix: string, serviceName = `${id}-service`): R
   };
 }
 
+/** A route whose prefix matches regardless of letter case (`case_insensitive: true`). */
+function foldingRoute(id: string, pathPrefix: string): RouteEntry {
+  return { ...route(id, pathPrefix), caseInsensitive: true };
+}
+
 function table(routes: RouteEntry[], version = 1): RoutingTable {
   return new RoutingTable(routes, new Map<string, ServiceEntry>(), version);
 }
@@ -134,6 +139,94 @@ Deno.test("match() finds the right route among 10,000", () => {
   for (let i = 0; i < 10_000; i += 37) {
     assert.equal(matchedId(t, `/tenant${i}/api/resource/${i}`), `r${i}`);
   }
+});
+
+Deno.test("match() matches a case_insensitive prefix in any ASCII letter case, on segment boundaries", () => {
+  const t = table([route("open", "/"), foldingRoute("admin", "/admin")]);
+  for (const path of ["/admin", "/ADMIN", "/Admin/users", "/aDmIn/x/y", "/ADMIN/"]) {
+    assert.equal(matchedId(t, path), "admin", path);
+  }
+  assert.equal(matchedId(t, "/ADMINX"), "open");
+  assert.equal(matchedId(t, "/adminx"), "open");
+  assert.equal(matchedId(t, "/x/admin"), "open");
+});
+
+Deno.test("match() keeps routes without case_insensitive case-sensitive beside ones with it", () => {
+  const t = table([route("open", "/"), route("users", "/users"), foldingRoute("admin", "/admin")]);
+  assert.equal(matchedId(t, "/users/1"), "users");
+  assert.equal(matchedId(t, "/USERS/1"), "open");
+  assert.equal(matchedId(t, "/Users"), "open");
+});
+
+Deno.test("match() prefers the longest prefix across case-sensitive and case-insensitive routes", () => {
+  const t = table([
+    foldingRoute("admin", "/admin"),
+    route("admin-public", "/admin/public"),
+    route("api", "/api"),
+    foldingRoute("api-v1-users", "/api/v1/users"),
+  ]);
+  assert.equal(matchedId(t, "/admin/public/x"), "admin-public");
+  // The case-sensitive /admin/public does not match this spelling: the shorter
+  // case-insensitive /admin does.
+  assert.equal(matchedId(t, "/ADMIN/public/x"), "admin");
+  assert.equal(matchedId(t, "/admin/PUBLIC"), "admin");
+  assert.equal(matchedId(t, "/api/V1/USERS/7"), "api-v1-users");
+  assert.equal(matchedId(t, "/api/v1/users"), "api-v1-users");
+  assert.equal(matchedId(t, "/api/v1/orders"), "api");
+  // The whole of a case-insensitive prefix folds, even the part another route shares.
+  assert.equal(matchedId(t, "/API/v1/users"), "api-v1-users");
+  assert.equal(matchedId(t, "/API/v1/orders"), undefined); // /api is case-sensitive
+});
+
+Deno.test("match() folds a case_insensitive prefix written in capitals too", () => {
+  const t = table([foldingRoute("admin", "/Admin/Tools"), foldingRoute("digits", "/2024")]);
+  assert.equal(matchedId(t, "/admin/tools/x"), "admin");
+  assert.equal(matchedId(t, "/ADMIN/TOOLS"), "admin");
+  assert.equal(matchedId(t, "/2024/x"), "digits");
+});
+
+Deno.test("match() at equal length prefers the exact spelling, and a config route over a Kubernetes one", () => {
+  const t = table([foldingRoute("folded", "/admin"), route("exact", "/Admin")]);
+  assert.equal(matchedId(t, "/Admin/x"), "exact");
+  assert.equal(matchedId(t, "/admin/x"), "folded");
+  assert.equal(matchedId(t, "/ADMIN/x"), "folded");
+  const annotated = { ...route("k8s", "/ADMIN"), source: "kubernetes" as const };
+  const mixed = table([foldingRoute("config", "/admin"), annotated]);
+  assert.equal(matchedId(mixed, "/ADMIN"), "config");
+});
+
+Deno.test("match() folds the non-ASCII letters whose case maps to ASCII, and no other", () => {
+  const t = table([
+    route("open", "/"),
+    foldingRoute("admin", "/admin"),
+    foldingRoute("keys", "/keys"),
+    foldingRoute("cafe", "/café"),
+  ]);
+  // Dotless i, dotted capital I, long s and the Kelvin sign: Java's
+  // equalsIgnoreCase takes each for its ASCII letter.
+  assert.equal(matchedId(t, "/adm\u0131n"), "admin");
+  assert.equal(matchedId(t, "/ADM\u0130N"), "admin");
+  assert.equal(matchedId(t, "/key\u017f"), "keys");
+  assert.equal(matchedId(t, "/\u212aeys"), "keys");
+  assert.equal(matchedId(t, "/CAFé"), "cafe");
+  assert.equal(matchedId(t, "/CAFÉ"), "open"); // only ASCII letters fold
+});
+
+Deno.test("tableFromConfig() carries case_insensitive into the table", () => {
+  const base = {
+    serviceName: "app",
+    authRequired: false,
+    forwardCredentials: false,
+    middleware: [],
+    stripPrefix: false,
+  };
+  const t = tableFromConfig(config({}, [
+    { ...base, id: "folded", pathPrefix: "/admin", caseInsensitive: true },
+    { ...base, id: "exact", pathPrefix: "/users", caseInsensitive: false },
+  ]));
+  assert.equal(t.match("/ADMIN/x")?.id, "folded");
+  assert.equal(t.match("/ADMIN/x")?.caseInsensitive, true);
+  assert.equal(t.match("/USERS/x"), undefined);
 });
 
 Deno.test("RoutingTable lists routes sorted by prefix and frozen", () => {
