@@ -292,3 +292,125 @@ ${extraRoute}`;
     await redis.stop();
   }
 });
+
+/**
+ * Ends a task that may still run after a failed assertion: SIGTERM first,
+ * which `deno task` passes on (a SIGKILL would orphan the gateway under it
+ * and leave its stdout open), then SIGKILL.
+ */
+async function stopTask(run: ReturnType<typeof spawnTask>): Promise<void> {
+  try {
+    await run.terminate();
+  } catch { /* already exited, or did not stop in time */ }
+  await run.stop();
+}
+
+Deno.test("deno task start with discovery on and no reachable API server exits 1 with one line naming the address and what to set", async () => {
+  const apiPort = closedPort();
+  const kubeconfig = await writeTempConfig(
+    "kubeconfig-unreachable",
+    `apiVersion: v1
+kind: Config
+clusters: [{ name: local, cluster: { server: "http://127.0.0.1:${apiPort}" } }]
+users: [{ name: local, user: { token: t } }]
+contexts: [{ name: local, context: { cluster: local, user: local } }]
+current-context: local
+`,
+  );
+  const path = await writeTempConfig(
+    "start_unreachable_apiserver.yaml",
+    `${serverSection(closedPort(), closedPort())}
+discovery:
+  kubernetes: { enabled: true, kubeconfig: ./kubeconfig-unreachable }
+routes: []
+`,
+  );
+  const started = performance.now();
+  const run = spawnTask("start", "--config", path);
+  try {
+    // The first sync gets 10 s, retried with backoff, then the start gives up.
+    const status = await within(30000, "the start to give up", run.finish());
+    const elapsed = performance.now() - started;
+    const stdout = run.lines.join("\n");
+    assert.equal(status.code, 1, stdout);
+    const absolute = `${ROOT}${kubeconfig}`;
+    assert.equal(
+      (await run.stderr).trim(),
+      `Vanguard cannot start: Kubernetes API server http://127.0.0.1:${apiPort} (from kubeconfig ${absolute}) is unreachable: connection refused; check discovery.kubernetes.kubeconfig or set discovery.kubernetes.enabled: false`,
+    );
+    assert.doesNotMatch(stdout, /gateway_started/);
+    assert.match(stdout, /"event":"discovery_unavailable".*"message":"connection refused"/);
+    assert.ok(elapsed > 9000, `gave up after ${elapsed} ms, before the 10 s bound`);
+  } finally {
+    await stopTask(run);
+  }
+});
+
+Deno.test("deno task start with a kubeconfig path that does not exist exits 1 at once and says so", async () => {
+  const path = await writeTempConfig(
+    "start_missing_kubeconfig.yaml",
+    `${serverSection(closedPort(), closedPort())}
+discovery:
+  kubernetes: { enabled: true, kubeconfig: ./no-such-kubeconfig }
+routes: []
+`,
+  );
+  const result = await task("start", "--config", path);
+  assert.equal(result.code, 1, result.stdout + result.stderr);
+  assert.equal(
+    result.stderr.trim(),
+    `Vanguard cannot start: Kubernetes kubeconfig ${ROOT}tests/.tmp/no-such-kubeconfig does not exist; check discovery.kubernetes.kubeconfig or set discovery.kubernetes.enabled: false`,
+  );
+});
+
+Deno.test("deno task start with Redis unreachable: redis_unavailable names host:port at start, never the password, and it serves", async () => {
+  const password = "cli-s3cret-pass";
+  const upstream = startUpstream(() => new Response("ok"));
+  const port = closedPort();
+  const adminPort = closedPort();
+  const redisPort = closedPort();
+  const path = await writeTempConfig(
+    "start_redis_down.yaml",
+    `${serverSection(port, adminPort)}
+redis:
+  url: redis://admin:${password}@127.0.0.1:${redisPort}
+  failure_mode: open
+services:
+  app: { urls: [${upstream.url}] }
+routes:
+  - id: limited
+    path_prefix: /
+    service_name: app
+    rate_limit: { requests_per_period: 1, period_seconds: 30 }
+`,
+  );
+  const run = spawnTask("start", "--config", path);
+  try {
+    const line = await within(
+      20000,
+      "redis_unavailable",
+      run.waitFor(/"event":"redis_unavailable"/),
+    );
+    await within(20000, "gateway_started", run.waitFor(/"event":"gateway_started"/));
+    const record = JSON.parse(line);
+    assert.equal(record.level, "warn");
+    assert.equal(record.address, `127.0.0.1:${redisPort}`);
+    assert.equal(record.reason, "connection refused");
+    for (let i = 0; i < 5; i++) {
+      const response = await fetch(`http://127.0.0.1:${port}/x`);
+      await response.body?.cancel();
+      assert.equal(response.status, 200, "failure_mode open admits");
+    }
+    const ready = await fetch(`http://127.0.0.1:${adminPort}/readyz`);
+    await ready.body?.cancel();
+    assert.equal(ready.status, 200);
+    assert.equal((await run.terminate()).code, 0);
+    const all = [...run.lines, await run.stderr];
+    assert.deepEqual(all.filter((l) => l.includes(password)), []);
+    assert.deepEqual(all.filter((l) => /Stream isn't writeable/.test(l)), []);
+    assert.equal(run.lines.filter((l) => l.includes('"event":"redis_unavailable"')).length, 1);
+  } finally {
+    await stopTask(run);
+    await upstream.close();
+  }
+});

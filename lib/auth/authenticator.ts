@@ -5,8 +5,28 @@ import { ApiKeys } from "./api_keys.ts";
 import { type JwksCachePolicy, JwksUnavailableError } from "./jwks.ts";
 import { JwtVerifier } from "./jwt.ts";
 
-/** Why a request was refused, for metrics (never anything secret). */
-export type AuthFailure = "missing" | "invalid" | "expired" | "malformed" | "unavailable";
+/**
+ * Why a request was refused, for metrics (never anything secret);
+ * `unconfigured`: the route needs auth but the config has no auth method.
+ */
+export type AuthFailure =
+  | "missing"
+  | "invalid"
+  | "expired"
+  | "malformed"
+  | "unavailable"
+  | "unconfigured";
+
+/**
+ * The challenge of a 401 when no auth method is configured. RFC 9110
+ * (section 11.6.1) requires at least one challenge in a 401; inviting a
+ * Bearer token or an API key that the gateway has no way to check would
+ * send clients and their developers after credentials that cannot work.
+ * `Vanguard` is no registered scheme, so no client will try to answer it,
+ * and its parameters say why.
+ */
+export const UNCONFIGURED_CHALLENGE =
+  'Vanguard realm="vanguard", error="no_auth_method_configured", error_description="no authentication method is configured on this gateway"';
 
 /** A refused credential: the GatewayError to answer with and the metric reason. */
 export class AuthError extends GatewayError {
@@ -55,7 +75,7 @@ export class Authenticator {
     if (jwt) challenges.push('Bearer realm="vanguard"');
     if (apiKeys) challenges.push(`ApiKey realm="vanguard", header="${apiKeys.header}"`);
     // With no method configured, protected routes still fail closed.
-    this.#challenge = challenges.join(", ") || 'Bearer realm="vanguard"';
+    this.#challenge = challenges.join(", ") || UNCONFIGURED_CHALLENGE;
     this.credentialHeaders = [
       ...(apiKeys ? [apiKeys.header] : []),
       ...(jwt ? ["authorization"] : []),
@@ -75,8 +95,21 @@ export class Authenticator {
     return new Authenticator(apiKeys, jwt);
   }
 
+  /** Whether any auth method is configured (else every protected route answers 401). */
+  get configured(): boolean {
+    return this.#apiKeys !== undefined || this.#jwt !== undefined;
+  }
+
   /** The consumer id of a request's valid credential; throws AuthError otherwise. */
   async authenticate(headers: Headers): Promise<string> {
+    if (!this.configured) {
+      throw new AuthError(
+        401,
+        "unconfigured",
+        "This route requires authentication, but no authentication method is configured on this gateway: no credential can be accepted",
+        this.#challenge,
+      );
+    }
     let failure: AuthError | undefined;
     if (this.#apiKeys) {
       const presented = headers.get(this.#apiKeys.header);

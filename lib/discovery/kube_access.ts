@@ -10,6 +10,10 @@
 export interface KubeAccess {
   /** The API server's base URL, without a trailing slash. */
   readonly server: string;
+  /** Where the address and credentials came from, for messages: `kubeconfig /etc/vanguard/kubeconfig`. */
+  readonly source: string;
+  /** What an operator can change when the server cannot be used, for messages. */
+  readonly advice: string;
   /** Sends a GET for `path` (with query) with fresh credentials. */
   get(path: string, signal: AbortSignal): Promise<Response>;
   /** Releases the TLS client. */
@@ -23,38 +27,54 @@ export interface KubeAccessOptions {
   readonly env: (name: string) => string | undefined;
 }
 
-/** Loads the kubeconfig (or in-cluster credentials); throws with a clear message when it cannot. */
+type KubeConfig = InstanceType<typeof import("@kubernetes/client-node").KubeConfig>;
+
+/** Where credentials will be loaded from, decided before the client is imported. */
+interface Origin {
+  readonly source: string;
+  readonly advice: string;
+  load(kc: KubeConfig, fresh: () => KubeConfig): void;
+}
+
+const OR_DISABLE = "or set discovery.kubernetes.enabled: false";
+
+/**
+ * Loads the kubeconfig (or in-cluster credentials); throws a one-line
+ * message that names the file or address and what to change when it cannot.
+ */
 export async function loadKubeAccess(options: KubeAccessOptions): Promise<KubeAccess> {
+  const origin = locateCredentials(options);
   // Loaded only when discovery is on: the client is large, and its `debug`
   // dependency reads the whole environment at import.
   const { KubeConfig } = await import("@kubernetes/client-node");
   const kc = new KubeConfig();
-  let source: string;
+  const { source, advice } = origin;
   try {
-    if (options.kubeconfig !== undefined) {
-      source = options.kubeconfig;
-      kc.loadFromFile(options.kubeconfig);
-    } else if (options.env("KUBERNETES_SERVICE_HOST")) {
-      source = "the in-cluster service account";
-      kc.loadFromCluster();
-    } else {
-      source = options.env("KUBECONFIG") ?? "~/.kube/config";
-      kc.loadFromDefault();
-    }
+    origin.load(kc, () => new KubeConfig());
   } catch (error) {
-    const reason = error instanceof Error ? error.message.split("\n")[0] : String(error);
     throw new Error(
-      `Kubernetes discovery is on but its credentials cannot be loaded (${reason}). ` +
-        "Allow reading the kubeconfig (--allow-read), or set discovery.kubernetes.enabled: false",
+      `Kubernetes credentials from ${source} cannot be loaded: ${firstLine(error)}; ${advice}`,
     );
   }
   const cluster = kc.getCurrentCluster();
   if (cluster === null || !cluster.server) {
-    throw new Error(`Kubernetes credentials from ${source} name no current cluster`);
+    throw new Error(`Kubernetes credentials from ${source} name no current cluster; ${advice}`);
   }
-  if (cluster.skipTLSVerify) {
+  try {
+    new URL(cluster.server);
+  } catch {
     throw new Error(
-      `Kubernetes cluster "${cluster.name}" sets insecure-skip-tls-verify, which Vanguard does not support: give its CA instead`,
+      `Kubernetes cluster "${cluster.name}" in ${source} has server ${
+        JSON.stringify(cluster.server)
+      }, which is not a URL; ${advice}`,
+    );
+  }
+  const plainHttp = cluster.server.startsWith("http:");
+  // Over plain HTTP there is no certificate to skip: the flag means nothing
+  // (kubectl proxy and local test servers are often written this way).
+  if (cluster.skipTLSVerify && !plainHttp) {
+    throw new Error(
+      `Kubernetes cluster "${cluster.name}" in ${source} sets insecure-skip-tls-verify, which Vanguard does not support for ${cluster.server}: give its CA (certificate-authority or certificate-authority-data) instead`,
     );
   }
   type HttpsOptions = Parameters<typeof kc.applyToHTTPSOptions>[0];
@@ -64,14 +84,21 @@ export async function loadKubeAccess(options: KubeAccessOptions): Promise<KubeAc
     try {
       await kc.applyToHTTPSOptions(opts as HttpsOptions);
     } catch (error) {
-      // For a plain-HTTP server (a local proxy, a test server) the client
-      // fills in the credentials and then refuses to build an HTTPS agent,
+      // For a plain-HTTP server without insecure-skip-tls-verify the client
+      // fills in the credentials and then refuses to build an HTTP agent,
       // which we do not use anyway.
-      if (!cluster.server.startsWith("http:")) throw error;
+      if (!plainHttp) throw error;
     }
     return opts;
   };
-  const tls = await credentials();
+  let tls: Awaited<ReturnType<typeof credentials>>;
+  try {
+    tls = await credentials();
+  } catch (error) {
+    throw new Error(
+      `Kubernetes credentials from ${source} cannot be used: ${firstLine(error)}; ${advice}`,
+    );
+  }
   const text = (value: unknown) =>
     value === undefined || value === null ? undefined : String(value);
   const ca = text(tls.ca);
@@ -86,6 +113,8 @@ export async function loadKubeAccess(options: KubeAccessOptions): Promise<KubeAc
   const server = cluster.server.replace(/\/+$/, "");
   return {
     server,
+    source,
+    advice,
     async get(path, signal) {
       // Asked per request: a projected service-account token rotates.
       const { headers } = await credentials();
@@ -99,4 +128,82 @@ export async function loadKubeAccess(options: KubeAccessOptions): Promise<KubeAc
       client?.close();
     },
   };
+}
+
+/**
+ * Chooses the credentials as client-go does (explicit file, in-cluster,
+ * $KUBECONFIG, ~/.kube/config) and checks that the files exist, so that a
+ * wrong path is reported as such rather than as a permission problem or as
+ * the client's silent fallback to http://localhost:8080.
+ */
+function locateCredentials(options: KubeAccessOptions): Origin {
+  if (options.kubeconfig !== undefined) {
+    const path = options.kubeconfig;
+    const advice = `check discovery.kubernetes.kubeconfig ${OR_DISABLE}`;
+    requireFile(path, `Kubernetes kubeconfig ${path}`, advice);
+    return { source: `kubeconfig ${path}`, advice, load: (kc) => kc.loadFromFile(path) };
+  }
+  if (options.env("KUBERNETES_SERVICE_HOST")) {
+    return {
+      source: "the in-cluster service account",
+      advice:
+        `check the pod's service account and its network access to the API server ${OR_DISABLE}`,
+      load: (kc) => kc.loadFromCluster(),
+    };
+  }
+  const variable = options.env("KUBECONFIG");
+  if (variable) {
+    const files = variable.split(Deno.build.os === "windows" ? ";" : ":").filter(Boolean);
+    const advice = `check $KUBECONFIG, set discovery.kubernetes.kubeconfig ${OR_DISABLE}`;
+    for (const file of files) {
+      requireFile(file, `Kubernetes kubeconfig ${file} (from $KUBECONFIG)`, advice);
+    }
+    return {
+      source: `$KUBECONFIG ${variable}`,
+      advice,
+      load(kc, fresh) {
+        kc.loadFromFile(files[0]);
+        for (const file of files.slice(1)) {
+          const more = fresh();
+          more.loadFromFile(file);
+          kc.mergeConfig(more);
+        }
+      },
+    };
+  }
+  const home = options.env("HOME");
+  const path = home ? `${home}/.kube/config` : undefined;
+  const problem = path === undefined ? "$HOME is not set" : fileProblem(path);
+  const advice = `set discovery.kubernetes.kubeconfig ${OR_DISABLE}`;
+  if (problem !== undefined) {
+    throw new Error(
+      `Kubernetes discovery is on but has no usable kubeconfig (not in a cluster, $KUBECONFIG is not set, ${
+        path ?? "~/.kube/config"
+      } ${problem}); ${advice}`,
+    );
+  }
+  return { source: `kubeconfig ${path}`, advice, load: (kc) => kc.loadFromFile(path!) };
+}
+
+function requireFile(path: string, what: string, advice: string): void {
+  const problem = fileProblem(path);
+  if (problem !== undefined) throw new Error(`${what} ${problem}; ${advice}`);
+}
+
+/** Why `path` cannot be read as a file, or undefined when it can. */
+function fileProblem(path: string): string | undefined {
+  try {
+    return Deno.statSync(path).isFile ? undefined : "is not a file";
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return "does not exist";
+    if (error instanceof Deno.errors.NotCapable) {
+      return "cannot be read under this process's --allow-read (deno task start may read only files inside the project directory)";
+    }
+    if (error instanceof Deno.errors.PermissionDenied) return "cannot be read: permission denied";
+    return `cannot be read: ${firstLine(error)}`;
+  }
+}
+
+function firstLine(error: unknown): string {
+  return (error instanceof Error ? error.message : String(error)).split("\n")[0];
 }

@@ -3,7 +3,7 @@ import type { Config } from "../config/types.ts";
 import type { Logger } from "../log/logger.ts";
 import type { RoutingState } from "../routing/table.ts";
 import { type KubeAccess, loadKubeAccess } from "./kube_access.ts";
-import { ListWatch, type WatchTuning } from "./list_watch.ts";
+import { ApiStatusError, describeFailure, ListWatch, type WatchTuning } from "./list_watch.ts";
 import {
   buildSnapshot,
   fingerprint,
@@ -15,7 +15,16 @@ import {
 export interface DiscoveryTuning extends WatchTuning {
   /** Changes within this window make one rebuild. */
   readonly coalesceMs: number;
+  /**
+   * At start-up, the first list of every watch must succeed within this
+   * (failures retried with the watch backoff), else the gateway does not
+   * start: default 10 s.
+   */
+  readonly firstSyncTimeoutMs: number;
 }
+
+/** The default of `DiscoveryTuning.firstSyncTimeoutMs`. */
+export const DEFAULT_FIRST_SYNC_TIMEOUT_MS = 10_000;
 
 /**
  * Whether discovery runs: as configured, else when running in a cluster
@@ -62,6 +71,7 @@ export class KubernetesDiscovery {
   readonly #services: ListWatch<KubeService & { metadata: { resourceVersion?: string } }>[];
   readonly #slices: ListWatch<KubeEndpointSlice & { metadata: { resourceVersion?: string } }>[];
   readonly #coalesceMs: number;
+  readonly #firstSyncTimeoutMs: number;
   #timer: number | undefined;
   #lastFingerprint = "";
   #lastWarnings = new Set<string>();
@@ -84,6 +94,7 @@ export class KubernetesDiscovery {
     this.#logger = options.logger;
     this.#access = options.access;
     this.#coalesceMs = options.tuning?.coalesceMs ?? 20;
+    this.#firstSyncTimeoutMs = options.tuning?.firstSyncTimeoutMs ?? DEFAULT_FIRST_SYNC_TIMEOUT_MS;
     const onChange = () => this.#schedule();
     const onEvent = (kind: string) => options.metrics.discoveryEvents.inc({ kind });
     const namespaces = watchedNamespaces(options.config);
@@ -120,7 +131,7 @@ export class KubernetesDiscovery {
 
   /**
    * Loads credentials (a broken kubeconfig throws here, at start-up) and
-   * starts watching; does not wait for the first sync (see `synced`).
+   * starts watching; does not wait for the first sync (see `untilSynced`).
    */
   static async start(options: {
     config: Config;
@@ -153,6 +164,23 @@ export class KubernetesDiscovery {
     return discovery;
   }
 
+  /**
+   * Resolves once every watch has listed once and the first table is in;
+   * rejects after `timeoutMs` (default `firstSyncTimeoutMs`) with a one-line
+   * message naming the API server, where its address came from, the last
+   * failure and what to change. The watches keep running either way.
+   */
+  async untilSynced(timeoutMs = this.#firstSyncTimeoutMs): Promise<void> {
+    if (this.#synced) return;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const expired = new Promise<false>((resolve) => {
+      timer = setTimeout(() => resolve(false), timeoutMs);
+    });
+    const synced = await Promise.race([this.firstSync.then(() => true as const), expired]);
+    clearTimeout(timer);
+    if (!synced) throw new Error(this.#whyNotSynced(timeoutMs));
+  }
+
   /** True once every watch has listed once and the first table is in. */
   get synced(): boolean {
     return this.#synced;
@@ -182,6 +210,31 @@ export class KubernetesDiscovery {
     clearTimeout(this.#timer);
     await Promise.all([...this.#services, ...this.#slices].map((w) => w.stop()));
     this.#access.close();
+  }
+
+  #whyNotSynced(timeoutMs: number): string {
+    const access = this.#access;
+    const server = `Kubernetes API server ${access.server} (from ${access.source})`;
+    const pending = [...this.#services, ...this.#slices].filter((w) => !w.synced);
+    const failed = pending.find((w) => w.lastError !== undefined);
+    const seconds = `${Math.round(timeoutMs / 100) / 10} s`;
+    if (failed === undefined) {
+      const watch = pending[0]?.name ?? "services";
+      return `${server} did not answer the list of ${watch} within ${seconds}; ${access.advice}`;
+    }
+    const error = failed.lastError;
+    if (!(error instanceof ApiStatusError)) {
+      return `${server} is unreachable: ${describeFailure(error)}; ${access.advice}`;
+    }
+    const answer = describeFailure(error);
+    const disable = "or set discovery.kubernetes.enabled: false";
+    if (error.status === 401) {
+      return `${server} refused the credentials: ${answer}; fix the user's token or certificate in ${access.source} ${disable}`;
+    }
+    if (error.status === 403) {
+      return `${server} refused access: ${answer}; grant get, list and watch on services and discovery.k8s.io endpointslices (see k8s/rbac.yaml) ${disable}`;
+    }
+    return `${server} failed: ${answer}; ${access.advice}`;
   }
 
   #count(watches: ListWatch<{ metadata: { name: string } }>[]): number {

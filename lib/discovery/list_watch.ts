@@ -29,7 +29,7 @@ export const DEFAULT_TUNING: WatchTuning = {
 };
 
 /** An HTTP status (or watch ERROR event) that is not success. */
-class StatusError extends Error {
+export class ApiStatusError extends Error {
   readonly status: number;
   readonly retryAfterMs?: number;
   constructor(status: number, message: string, retryAfterMs?: number) {
@@ -37,6 +37,28 @@ class StatusError extends Error {
     this.status = status;
     this.retryAfterMs = retryAfterMs;
   }
+}
+
+/**
+ * Why a request to the API server failed, in words an operator can act on:
+ * Deno's fetch says only "fetch failed" and keeps the reason in `cause`.
+ */
+export function describeFailure(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  if (error instanceof ApiStatusError) return error.message;
+  const cause = error.cause instanceof Error ? error.cause.message : "";
+  const text = `${error.message} ${cause}`;
+  if (/connection refused/i.test(text)) return "connection refused";
+  if (/dns error|failed to lookup address/i.test(text)) return "its host name does not resolve";
+  if (/connection reset/i.test(text)) return "connection reset";
+  if (/timed out/i.test(text)) return "connection timed out";
+  const detail = (cause || error.message).split("\n")[0]
+    .replace(/^error sending request for url \([^)]*\): /, "")
+    .replace(/^client error \(Connect\): /, "");
+  if (/certificate|tls|handshake|corrupt message/i.test(text)) {
+    return `TLS handshake failed: ${detail}`;
+  }
+  return detail;
 }
 
 type WatchEnd = "closed" | "gone" | "stalled";
@@ -62,12 +84,15 @@ export class ListWatch<T extends KubeObject> {
   lastEventAt = 0;
   relists = 0;
   errors = 0;
+  /** The last failure (a fetch error or ApiStatusError), kept after recovery; see `describeFailure`. */
+  lastError: unknown = undefined;
+  /** For messages, e.g. `services in default`. */
+  readonly name: string;
   /** Resolves after the first complete LIST. */
   readonly firstSync: Promise<void>;
 
   readonly #access: KubeAccess;
   readonly #path: string;
-  readonly #name: string;
   readonly #tuning: WatchTuning;
   readonly #logger: Logger;
   readonly #onChange: () => void;
@@ -95,7 +120,7 @@ export class ListWatch<T extends KubeObject> {
   }) {
     this.#access = options.access;
     this.#path = options.path;
-    this.#name = options.name;
+    this.name = options.name;
     this.#logger = options.logger;
     this.#onChange = options.onChange;
     this.#onEvent = options.onEvent ?? (() => {});
@@ -141,7 +166,7 @@ export class ListWatch<T extends KubeObject> {
         if (end === "stalled") {
           this.errors++;
           this.#logger.warn("discovery_watch_stalled", {
-            watch: this.#name,
+            watch: this.name,
             silent_ms: this.#tuning.inactivityMs,
           });
           continue;
@@ -159,16 +184,17 @@ export class ListWatch<T extends KubeObject> {
         this.errors++;
         failures++;
         this.#onEvent("ERROR");
-        const message = error instanceof Error ? error.message : String(error);
+        this.lastError = error;
         if (!this.#outage) {
           this.#outage = true;
           this.#logger.warn("discovery_unavailable", {
-            watch: this.#name,
-            message,
+            watch: this.name,
+            server: this.#access.server,
+            message: describeFailure(error),
             keeping: this.items.size,
           });
         }
-        const delay = error instanceof StatusError && error.retryAfterMs !== undefined
+        const delay = error instanceof ApiStatusError && error.retryAfterMs !== undefined
           ? Math.max(error.retryAfterMs, this.#backoff(failures))
           : this.#backoff(failures);
         await this.#pause(delay);
@@ -215,7 +241,7 @@ export class ListWatch<T extends KubeObject> {
         next = "";
         continue;
       }
-      if (!response.ok) throw await statusError(response, "list");
+      if (!response.ok) throw await statusError(response, `the list of ${this.name}`);
       const body = await response.json() as {
         metadata?: { resourceVersion?: string; continue?: string };
         items?: T[];
@@ -252,7 +278,9 @@ export class ListWatch<T extends KubeObject> {
       await response.body?.cancel();
       return "gone";
     }
-    if (!response.ok || response.body === null) throw await statusError(response, "watch");
+    if (!response.ok || response.body === null) {
+      throw await statusError(response, `the watch of ${this.name}`);
+    }
     this.connected = true;
     this.#recovered();
 
@@ -319,7 +347,7 @@ export class ListWatch<T extends KubeObject> {
     this.lastEventAt = Date.now();
     if (type === "ERROR") {
       if (object?.code === 410) return "gone";
-      throw new StatusError(
+      throw new ApiStatusError(
         object?.code ?? 500,
         `watch ERROR event: ${object?.message ?? "unknown"}`,
       );
@@ -342,7 +370,7 @@ export class ListWatch<T extends KubeObject> {
   #recovered(): void {
     if (!this.#outage) return;
     this.#outage = false;
-    this.#logger.info("discovery_recovered", { watch: this.#name, items: this.items.size });
+    this.#logger.info("discovery_recovered", { watch: this.name, items: this.items.size });
   }
 }
 
@@ -350,7 +378,7 @@ function keyOf(object: KubeObject): string {
   return `${object.metadata.namespace ?? ""}/${object.metadata.name}`;
 }
 
-async function statusError(response: Response, what: string): Promise<StatusError> {
+async function statusError(response: Response, what: string): Promise<ApiStatusError> {
   let detail = "";
   try {
     const body = await response.json() as { message?: string };
@@ -359,7 +387,7 @@ async function statusError(response: Response, what: string): Promise<StatusErro
     // not a Status object
   }
   const retryAfter = Number(response.headers.get("retry-after"));
-  return new StatusError(
+  return new ApiStatusError(
     response.status,
     `API server answered ${response.status} to ${what}${detail}`,
     Number.isFinite(retryAfter) && retryAfter > 0 ? Math.min(retryAfter, 300) * 1000 : undefined,

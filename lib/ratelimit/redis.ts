@@ -44,20 +44,90 @@ export interface RedisLimiterOptions {
   readonly url: string;
   /** A command slower than this fails (and the caller's failure mode applies). */
   readonly timeoutMs: number;
-  /** Called on connection state changes, for logging. */
-  readonly onState?: (state: "ready" | "error", error?: Error) => void;
+  /**
+   * Called on connection state changes, for logging; with "error" (called
+   * on every failed reconnect attempt) comes the reason in plain words.
+   */
+  readonly onState?: (state: "ready" | "error", reason?: string) => void;
+}
+
+/** A failed limiter command; its message is the reason in plain words (see `describeRedisError`). */
+export class RedisUnavailableError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "RedisUnavailableError";
+  }
+}
+
+/**
+ * `host:port` of a Redis URL, for logs: never the user, password or
+ * database. The URL itself must not be logged: it may carry the password.
+ */
+export function redisAddress(url: string): string {
+  try {
+    const parsed = new URL(url);
+    return `${parsed.hostname || "127.0.0.1"}:${parsed.port || "6379"}`;
+  } catch {
+    return "an unparsable Redis URL";
+  }
+}
+
+/**
+ * An ioredis error in words an operator can act on ("Stream isn't writeable
+ * and enableOfflineQueue options is false" means: not connected). Never
+ * contains credentials.
+ */
+export function describeRedisError(error: unknown, timeoutMs: number): string {
+  const message = error instanceof Error ? error.message : String(error);
+  const code = (error as { code?: unknown } | null)?.code;
+  if (/stream isn't writeable|connection is closed|enableOfflineQueue/i.test(message)) {
+    return "not connected (reconnecting in the background)";
+  }
+  if (/command timed out/i.test(message)) {
+    return `no answer within ${timeoutMs} ms (redis.timeout_ms)`;
+  }
+  switch (code) {
+    case "ECONNREFUSED":
+      return "connection refused";
+    case "ETIMEDOUT":
+      return "connect timed out";
+    case "ENOTFOUND":
+    case "EAI_AGAIN":
+      return "its host name does not resolve";
+    case "ECONNRESET":
+      return "connection reset";
+    case "EHOSTUNREACH":
+    case "ENETUNREACH":
+      return "host unreachable";
+  }
+  if (/^(WRONGPASS|NOAUTH|NOPERM)\b/.test(message)) {
+    return `authentication failed: ${firstLine(message)}`;
+  }
+  return firstLine(message);
+}
+
+function firstLine(message: string): string {
+  // Credentials in any URL an error quotes are cut out.
+  return message.split("\n")[0].replace(/\/\/[^/@\s]*@/g, "//");
 }
 
 /** The Redis limiter; exact across every gateway instance sharing the Redis. */
 export class RedisLimiter implements Limiter {
+  /** `host:port` of the server, for logs. */
+  readonly address: string;
   readonly #redis: Redis & { slidingWindowLog: LimitCommand };
+  readonly #timeoutMs: number;
+  readonly #settled: Promise<void>;
   // Members must be unique even for two requests in one microsecond on two
   // instances: a random instance id plus a counter.
   readonly #instance = crypto.randomUUID().slice(0, 8);
   #counter = 0;
 
-  private constructor(redis: Redis) {
+  private constructor(redis: Redis, options: RedisLimiterOptions, settled: Promise<void>) {
     this.#redis = redis as Redis & { slidingWindowLog: LimitCommand };
+    this.address = redisAddress(options.url);
+    this.#timeoutMs = options.timeoutMs;
+    this.#settled = settled;
   }
 
   /**
@@ -81,20 +151,44 @@ export class RedisLimiter implements Limiter {
     // defineCommand sends EVALSHA and falls back to EVAL on NOSCRIPT
     // (after a restart or SCRIPT FLUSH).
     redis.defineCommand("slidingWindowLog", { numberOfKeys: 1, lua: SLIDING_WINDOW_LOG });
-    redis.on("ready", () => options.onState?.("ready"));
-    redis.on("error", (error: Error) => options.onState?.("error", error));
-    return new RedisLimiter(redis);
+    let settle!: () => void;
+    const settled = new Promise<void>((resolve) => settle = resolve);
+    redis.on("ready", () => {
+      settle();
+      options.onState?.("ready");
+    });
+    redis.on("error", (error: Error) => {
+      settle();
+      options.onState?.("error", describeRedisError(error, options.timeoutMs));
+    });
+    return new RedisLimiter(redis, options, settled);
+  }
+
+  /**
+   * Resolves once the first connection attempt has succeeded or failed, or
+   * after `maxMs`, whichever comes first: at start-up a refused connection
+   * is then reported before the first request, and a reachable Redis is
+   * ready for it. Never rejects.
+   */
+  async firstAttempt(maxMs: number): Promise<void> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const expired = new Promise<void>((resolve) => timer = setTimeout(resolve, maxMs));
+    await Promise.race([this.#settled, expired]);
+    clearTimeout(timer);
   }
 
   async check({ key, limit, windowMs }: LimitRequest): Promise<Decision> {
     if (this.#counter >= Number.MAX_SAFE_INTEGER) this.#counter = 0;
     const member = `${this.#instance}:${this.#counter++}`;
-    const [allowed, count, resetUs] = await this.#redis.slidingWindowLog(
-      key,
-      windowMs * 1000,
-      limit,
-      member,
-    );
+    let reply: [number, number, number];
+    try {
+      reply = await this.#redis.slidingWindowLog(key, windowMs * 1000, limit, member);
+    } catch (error) {
+      throw new RedisUnavailableError(describeRedisError(error, this.#timeoutMs), {
+        cause: error,
+      });
+    }
+    const [allowed, count, resetUs] = reply;
     return {
       allowed: allowed === 1,
       remaining: Math.max(0, limit - count),
