@@ -5,7 +5,7 @@
  * 100,000 distinct clients of an in-memory-limited route. The contract
  * bounds the growth between the two by the limiter's budget (64 MiB).
  *
- *   deno task bench:limiter-memory [--clients 100000]
+ *   deno task bench:limiter-memory [--clients 100000] [--budget-mb 64]
  */
 import { freePort, spawn, startFlags, stopAll, TMP, waitForPort } from "./support.ts";
 
@@ -40,9 +40,15 @@ async function main(): Promise<number> {
   spawn("deno", ["run", "--allow-net=127.0.0.1", "bench/backend.ts", String(backendPort)]);
   await waitForPort(backendPort);
   const port = freePort();
+  const adminPort = freePort();
+  const budget = Deno.args.includes("--budget-mb")
+    ? `, memory_limiter_max_bytes: ${
+      Number(Deno.args[Deno.args.indexOf("--budget-mb") + 1]) * 1048576
+    }`
+    : "";
   await Deno.writeTextFile(
     `${TMP}/limiter-memory.yaml`,
-    `server: { port: ${port}, host: 127.0.0.1, admin_port: ${freePort()}, admin_host: 127.0.0.1 }
+    `server: { port: ${port}, host: 127.0.0.1, admin_port: ${adminPort}, admin_host: 127.0.0.1${budget} }
 services:
   backend: { urls: [http://127.0.0.1:${backendPort}] }
 routes:
@@ -70,6 +76,13 @@ routes:
   console.log(`after ${clients} requests from one client:      ${baseline.toFixed(1)} MB`);
   console.log(`after ${clients} requests from distinct clients: ${after.toFixed(1)} MB`);
   console.log(`growth from distinct clients:               ${(after - baseline).toFixed(1)} MB`);
+  const metrics = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
+  const series = (name: string) => metrics.match(new RegExp(`^${name} (\\S+)$`, "m"))?.[1];
+  console.log(
+    `buckets kept: ${series("vanguard_ratelimit_memory_buckets")}, evicted: ${
+      series("vanguard_ratelimit_evictions_total")
+    }`,
+  );
   if (sameFailed + distinctFailed > 0) {
     console.log(`non-200 answers: ${sameFailed + distinctFailed}`);
   }

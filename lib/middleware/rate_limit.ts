@@ -1,9 +1,8 @@
-import { createHash } from "node:crypto";
 import type { Metrics } from "../admin/metrics.ts";
 import { GatewayError } from "../pipeline/errors.ts";
 import type { Middleware, RequestContext } from "../pipeline/types.ts";
 import type { FailoverDecision } from "../ratelimit/failover.ts";
-import type { LimitRequest } from "../ratelimit/limiter.ts";
+import { bucketId, type LimitRequest } from "../ratelimit/limiter.ts";
 import type { RouteEntry } from "../routing/table.ts";
 
 /** Anything that can decide: the failover limiter, or a plain limiter in tests. */
@@ -30,7 +29,7 @@ export function rateLimit(deps: { limiter: RateLimitBackend; metrics: Metrics })
       policies.set(route, policyHeader);
     }
     const decision = await limiter.check({
-      key: bucketKey(route.id, clientIdentity(ctx, policy.clientIdentifier)),
+      key: bucketId(route.id, clientIdentity(ctx, policy.clientIdentifier)),
       limit: policy.requestsPerPeriod,
       windowMs: policy.periodSeconds * 1000,
     });
@@ -85,21 +84,3 @@ export function clientIdentity(ctx: RequestContext, identifier: string): string 
   }
   return `ip:${ctx.clientAddress}`;
 }
-
-/**
- * The bucket key: route id plus a hash of the identity, never the identity
- * itself (it may be an API key). The braces are a Redis Cluster hash tag.
- */
-export function bucketKey(routeId: string, identity: string): string {
-  const cacheKey = `${routeId}\u0000${identity}`;
-  const cached = recentKeys.get(cacheKey);
-  if (cached !== undefined) return cached;
-  const digest = createHash("sha256").update(identity).digest("base64url").slice(0, 22);
-  const key = `vanguard:rl:{${routeId}:${digest}}`;
-  // A bounded memo of recent clients: hashing costs more than the lookup.
-  if (recentKeys.size >= 10_000) recentKeys.clear();
-  recentKeys.set(cacheKey, key);
-  return key;
-}
-
-const recentKeys = new Map<string, string>();

@@ -9,7 +9,12 @@ export interface Decision {
 
 /** One policy applied to one client: at most `limit` requests in any `windowMs`. */
 export interface LimitRequest {
-  /** Opaque bucket key; never contains a secret (the caller hashes identifiers). */
+  /**
+   * The bucket: route id and client identity (see `bucketId`). It may
+   * contain a secret (an API key used as identifier), so it stays in the
+   * process: a limiter that stores buckets elsewhere names them by
+   * `storageKey()`, a hash.
+   */
   readonly key: string;
   readonly limit: number;
   readonly windowMs: number;
@@ -21,4 +26,9 @@ export interface Limiter {
   check(request: LimitRequest): Promise<Decision>;
   /** Releases connections and timers. */
   close(): Promise<void>;
+}
+
+/** The bucket of `identity` on route `routeId`, as limiters receive it (in-process only). */
+export function bucketId(routeId: string, identity: string): string {
+  return `${routeId}\u0000${identity}`;
 }

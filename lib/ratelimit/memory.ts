@@ -5,19 +5,20 @@ import type { Decision, Limiter, LimitRequest } from "./limiter.ts";
 export const DEFAULT_MEMORY_LIMITER_MAX_BYTES = 64 * 1024 * 1024;
 
 /*
- * What a bucket costs, measured once (Deno 2.9.6, V8 15.0) by creating
- * 100,000 buckets with keys shaped like the gateway's (55 characters), one
- * timestamp each, and comparing Deno.memoryUsage() after a full GC: heapUsed
- * grew 366 B per bucket, heapTotal 650-830 B. V8 keeps about as much free
- * heap as it holds live, so the estimate counts about twice the live size
- * (726 B for that bucket): the budget then bounds what the buckets make the
- * heap grow to, not only their live bytes. With 30 and 100 timestamps,
- * heapTotal grew 16-19 B per extra timestamp (an 8 B double, spare array
- * capacity, and the same slack). tests/ratelimit/memory_heap_probe.ts
- * repeats the measurement.
+ * What a bucket costs, measured twice (Deno 2.9.6, V8 15.0). On the heap
+ * alone (tests/ratelimit/memory_heap_probe.ts: 100,000 buckets with 55-
+ * character keys and one timestamp, after a full GC): heapUsed grew 366 B
+ * per bucket, heapTotal 650-830 B. In the whole gateway process (deno task
+ * bench:limiter-memory: RSS after 100,000 requests from distinct clients,
+ * less RSS after as many from one client): 61-67 MB for 75,000 buckets and
+ * 40 MB for 37,500, about 720 B per bucket plus some 13 MB of churn, since V8
+ * keeps free heap beside the live objects. The estimate counts that, so the
+ * budget bounds what the process grows by, not only the buckets' live
+ * bytes. With 30 and 100
+ * timestamps, heapTotal grew 16-19 B per extra timestamp.
  */
 /** Estimated process memory of a bucket apart from its key and timestamps (entry, objects, first array). */
-export const BUCKET_BYTES = 600;
+export const BUCKET_BYTES = 1000;
 /** Estimated bytes per character of a bucket key. */
 export const KEY_CHAR_BYTES = 2;
 /** Estimated bytes per timestamp a bucket holds. */

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import type { Redis } from "ioredis";
 import type { Decision, Limiter, LimitRequest } from "./limiter.ts";
 
@@ -182,7 +183,7 @@ export class RedisLimiter implements Limiter {
     const member = `${this.#instance}:${this.#counter++}`;
     let reply: [number, number, number];
     try {
-      reply = await this.#redis.slidingWindowLog(key, windowMs * 1000, limit, member);
+      reply = await this.#redis.slidingWindowLog(storageKey(key), windowMs * 1000, limit, member);
     } catch (error) {
       throw new RedisUnavailableError(describeRedisError(error, this.#timeoutMs), {
         cause: error,
@@ -206,3 +207,23 @@ export class RedisLimiter implements Limiter {
     await new Promise((resolve) => setTimeout(resolve, 0));
   }
 }
+
+/**
+ * The Redis key of a bucket: the route id and a hash of the client's
+ * identity, never the identity itself (it may be an API key). The braces
+ * are a Redis Cluster hash tag.
+ */
+export function storageKey(bucket: string): string {
+  const cached = recentKeys.get(bucket);
+  if (cached !== undefined) return cached;
+  const split = bucket.indexOf("\u0000");
+  const digest = createHash("sha256").update(bucket.slice(split + 1)).digest("base64url")
+    .slice(0, 22);
+  const key = `vanguard:rl:{${bucket.slice(0, split)}:${digest}}`;
+  // A bounded memo of recent clients: hashing costs more than the lookup.
+  if (recentKeys.size >= 10_000) recentKeys.clear();
+  recentKeys.set(bucket, key);
+  return key;
+}
+
+const recentKeys = new Map<string, string>();
