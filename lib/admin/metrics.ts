@@ -210,6 +210,21 @@ export class Metrics {
     "Requests admitted on rate-limited routes, by route id.",
     ["route"],
   );
+  readonly rateLimitEvictions = new Counter(
+    "vanguard_ratelimit_evictions_total",
+    "In-memory rate-limit buckets dropped for the memory budget while they still counted requests (those clients start over).",
+    [],
+  );
+  readonly rateLimitMemoryBuckets = new Gauge(
+    "vanguard_ratelimit_memory_buckets",
+    "Client buckets held by the in-memory rate limiter now.",
+    [],
+  );
+  readonly rateLimitMemoryBytes = new Gauge(
+    "vanguard_ratelimit_memory_bytes",
+    "Estimated memory of the in-memory rate limiter's buckets (bounded by server.memory_limiter_max_bytes).",
+    [],
+  );
   readonly redisDuration = new Histogram(
     "vanguard_redis_duration_seconds",
     "Round trip of the rate-limit script to Redis (successful calls).",
@@ -252,15 +267,32 @@ export class Metrics {
     "Requests being handled now.",
     [],
   );
+  readonly clientConnections = new Gauge(
+    "vanguard_client_connections",
+    "Client connections open now on the proxy listener (WebSocket sessions included).",
+    [],
+  );
+  readonly clientConnectionsClosed = new Counter(
+    "vanguard_client_connections_closed_total",
+    "Client connections closed by the gateway, by reason (head_timeout: no complete request head in time, idle_timeout: idle keep-alive, over_limit: max_connections reached).",
+    ["reason"],
+  );
   readonly tableVersion = new Gauge(
     "vanguard_routing_table_version",
     "Version of the routing table now serving; it increases with every swap.",
     [],
   );
 
-  /** Registers a function that refreshes computed gauges before each scrape. */
-  beforeRender(refresh: () => void): void {
+  /**
+   * Registers a function that refreshes computed gauges before each scrape;
+   * the returned function unregisters it (for parts that are closed on reload).
+   */
+  beforeRender(refresh: () => void): () => void {
     this.#beforeRender.push(refresh);
+    return () => {
+      const index = this.#beforeRender.indexOf(refresh);
+      if (index !== -1) this.#beforeRender.splice(index, 1);
+    };
   }
 
   /** The whole registry in Prometheus text format. */
@@ -277,6 +309,9 @@ export class Metrics {
       this.healthCheckFailures,
       this.rateLimitRejected,
       this.rateLimitAdmitted,
+      this.rateLimitEvictions,
+      this.rateLimitMemoryBuckets,
+      this.rateLimitMemoryBytes,
       this.redisDuration,
       this.authRejected,
       this.redisErrors,
@@ -285,6 +320,8 @@ export class Metrics {
       this.discoveryLastEventAge,
       this.serviceEndpoints,
       this.inFlight,
+      this.clientConnections,
+      this.clientConnectionsClosed,
       this.tableVersion,
     ].map((metric) => metric.render()).join("");
   }

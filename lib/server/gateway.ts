@@ -15,7 +15,7 @@ import { authenticate } from "../middleware/auth.ts";
 import { rateLimit, type RateLimitBackend } from "../middleware/rate_limit.ts";
 import { FailoverLimiter } from "../ratelimit/failover.ts";
 import { MemoryLimiter } from "../ratelimit/memory.ts";
-import { RedisLimiter } from "../ratelimit/redis.ts";
+import { redisAddress, RedisLimiter } from "../ratelimit/redis.ts";
 import { errorBoundary, errorResponse } from "../middleware/error_boundary.ts";
 import { observe } from "../middleware/observe.ts";
 import { matchRoute } from "../middleware/route.ts";
@@ -33,6 +33,14 @@ import { requestIdFor } from "../proxy/headers.ts";
 import { proxy } from "../proxy/proxy.ts";
 import { UpstreamClient } from "../proxy/upstream_client.ts";
 import { RoutingState, type RoutingTable, tableFromConfig } from "../routing/table.ts";
+import { routesThatCannotServe } from "./route_problems.ts";
+import {
+  type ClientConnection,
+  listenFailure,
+  type ProxyListener,
+  startListener,
+} from "./listener.ts";
+import { refuseBadTarget, requestTarget, type TargetChecked } from "./request_target.ts";
 
 /** How to start a gateway; main.ts passes the real config and logger. */
 export interface GatewayOptions {
@@ -96,6 +104,7 @@ export function buildChain(
   return compose([
     observe(parts),
     errorBoundary(parts),
+    refuseBadTarget(),
     matchRoute(),
     ...(parts.tracing ? [parts.tracing] : []),
     // Config middleware of phase before_auth: a CORS preflight carries no
@@ -151,6 +160,11 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
 
   /** Builds what `config` needs, reusing what an unchanged part of `previous` already has. */
   async function build(config: Config, previous?: Runtime): Promise<Runtime> {
+    // What this build starts is released again when a later step fails, so
+    // a failed start or reload leaves no connection or timer behind.
+    await using undo = new AsyncDisposableStack();
+    const onFailure = (release: () => Promise<unknown>) =>
+      undo.defer(() => release().then(() => {}, () => {}));
     const authenticator = await Authenticator.create(config.auth, {
       env,
       readFile: options.readFile ?? ((path) => Deno.readTextFileSync(path)),
@@ -158,17 +172,20 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       logger,
       jwksPolicy: options.jwksPolicy,
     });
+    onFailure(() => authenticator.close());
     const sameRedis = previous !== undefined &&
       JSON.stringify(previous.config.redis) === JSON.stringify(config.redis);
     const limiter = sameRedis
       ? previous.limiter
       : await buildLimiter(config, { env, logger, metrics });
+    if (!sameRedis) onFailure(() => limiter.close());
+    const discoveryOn = discoveryEnabled(config, env);
     let discovery: KubernetesDiscovery | undefined;
-    if (discoveryEnabled(config, env)) {
+    if (discoveryOn) {
       if (previous?.discovery?.serves(config)) {
         discovery = previous.discovery;
       } else {
-        discovery = await KubernetesDiscovery.start({
+        const started = await KubernetesDiscovery.start({
           config,
           routing,
           logger,
@@ -176,24 +193,22 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
           env,
           tuning: options.discoveryTuning,
         });
-        if (previous !== undefined) {
-          // On reload, wait for the new watches before trusting their table.
-          const timeout = new Set<() => void>();
-          const synced = await Promise.race([
-            discovery.firstSync.then(() => true),
-            sleep(RELOAD_SYNC_TIMEOUT_MS, timeout).then(() => false),
-          ]);
-          for (const wake of timeout) wake();
-          if (!synced) {
-            await discovery.stop();
-            throw new Error(
-              `Kubernetes discovery with the new settings did not sync within ${
-                RELOAD_SYNC_TIMEOUT_MS / 1000
-              } s`,
-            );
-          }
-        }
+        onFailure(() => started.stop());
+        // The first lists must succeed before this config serves. At start-up
+        // within DiscoveryTuning.firstSyncTimeoutMs (10 s): a gateway that
+        // cannot see its cluster says why and does not start, instead of
+        // answering 503 on /readyz forever. On reload within 30 s, while the
+        // old runtime keeps serving; a failure keeps it.
+        await started.untilSynced(previous === undefined ? undefined : RELOAD_SYNC_TIMEOUT_MS);
+        discovery = started;
       }
+    }
+    for (const problem of routesThatCannotServe(config, { discoveryOn })) {
+      logger.warn("route_cannot_serve", {
+        route: problem.route,
+        reasons: problem.reasons,
+        message: problem.message,
+      });
     }
     const server = config.server;
     const configured = await configuredMiddleware(config, logger);
@@ -215,12 +230,14 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         logger,
         maxBodyBytes: server.maxBodyBytes,
         upstreamTimeoutMs: server.upstreamTimeoutMs,
+        upstreamBodyTimeoutMs: server.upstreamBodyTimeoutMs,
+        retryBufferBytes: server.retryBufferBytes,
         health,
         concurrency,
         settingsFor: settingsLookup(config),
       }),
     );
-    return {
+    const built: Runtime = {
       config,
       authenticator,
       limiter,
@@ -230,58 +247,93 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       // Last: nothing after it can fail and leave its timers running.
       healthChecker: HealthChecker.start(config, { health, metrics, logger }),
     };
+    undo.move(); // built: nothing to release
+    return built;
   }
 
-  let runtime = await build(options.config);
   const listen = options.config.server;
-
   let draining = false;
-  let proxyServer: Deno.HttpServer<Deno.NetAddr>;
-  let adminServer: Deno.HttpServer<Deno.NetAddr>;
-  let opened: Deno.HttpServer<Deno.NetAddr> | undefined;
-  try {
-    proxyServer = Deno.serve({
-      port: options.listen?.port ?? listen.port,
-      hostname: options.listen?.host ?? listen.host,
-      onListen() {},
-      onError(error) {
-        logger.error("internal_error", { error });
-        return errorResponse(
-          { requestId: crypto.randomUUID() },
-          new GatewayError(500, "internal_error", "The gateway failed to handle this request"),
-        );
-      },
-    }, function serve(request, info) {
-      // One read of `runtime`: a request runs entirely on the config it arrived under.
-      const current = runtime;
-      const ctx = newContext(request, info.remoteAddr, routing.current, current.trusted);
-      return current.handler(ctx);
-    });
-    opened = proxyServer;
+  // Built once the first config is (with discovery: once its first sync is done).
+  let runtime!: Runtime;
+  let built = false;
 
+  // The admin listener opens first, so /healthz answers (and /readyz says
+  // 503) while the first build waits for the cluster.
+  const adminAt = {
+    hostname: options.listen?.adminHost ?? listen.adminHost,
+    port: options.listen?.adminPort ?? listen.adminPort,
+    hostKey: "server.admin_host",
+    portKey: "server.admin_port",
+  };
+  let adminServer: Deno.HttpServer<Deno.NetAddr>;
+  try {
     adminServer = Deno.serve(
-      {
-        port: options.listen?.adminPort ?? listen.adminPort,
-        hostname: options.listen?.adminHost ?? listen.adminHost,
-        onListen() {},
-      },
+      { port: adminAt.port, hostname: adminAt.hostname, onListen() {} },
       adminHandler({
         metrics,
         routing,
-        isReady: () => runtime.discovery?.synced ?? true,
+        isReady: () => built && (runtime.discovery?.synced ?? true),
         isDraining: () => draining,
       }),
     );
   } catch (error) {
+    client.close();
+    throw listenFailure(error, adminAt);
+  }
+  try {
+    runtime = await build(options.config);
+  } catch (error) {
+    client.close();
+    await adminServer.shutdown();
+    throw error;
+  }
+  built = true;
+
+  let proxyServer: ProxyListener;
+  let opened: ProxyListener | undefined;
+  try {
+    const proxyAt = {
+      hostname: options.listen?.host ?? listen.host,
+      port: options.listen?.port ?? listen.port,
+      hostKey: "server.host",
+      portKey: "server.port",
+    };
+    try {
+      // Bounded client connections (head and idle timeouts, a cap); see listener.ts.
+      proxyServer = startListener({
+        hostname: proxyAt.hostname,
+        port: proxyAt.port,
+        requestHeadTimeoutMs: listen.requestHeadTimeoutMs,
+        idleTimeoutMs: listen.idleTimeoutMs,
+        maxConnections: listen.maxConnections,
+        logger,
+        metrics,
+        onError(error) {
+          logger.error("internal_error", { error });
+          return errorResponse(
+            { requestId: crypto.randomUUID() },
+            new GatewayError(500, "internal_error", "The gateway failed to handle this request"),
+          );
+        },
+      }, function serve(request, client) {
+        // One read of `runtime`: a request runs entirely on the config it arrived under.
+        const current = runtime;
+        const ctx = newContext(request, client, routing.current, current.trusted);
+        return current.handler(ctx);
+      });
+    } catch (error) {
+      throw listenFailure(error, proxyAt);
+    }
+    opened = proxyServer;
+  } catch (error) {
     // A port in use, say: undo what build() started, then say why.
-    await opened?.shutdown();
+    await opened?.close();
     client.close();
     await runtime.healthChecker?.stop();
     await runtime.discovery?.stop();
     await runtime.authenticator.close();
     await runtime.limiter.close();
-    const message = error instanceof Error ? error.message : String(error);
-    throw new Error(`Cannot listen on the configured addresses: ${message}`);
+    throw error;
   }
 
   logger.info("gateway_started", {
@@ -324,6 +376,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         return { ok: false as const, reason };
       }
       runtime = next;
+      // Head and idle timeouts and the connection cap apply to open connections too.
+      proxyServer.setBounds(config.server);
       // Checks serve no in-flight request: two checkers would only probe twice.
       await old.healthChecker?.stop();
       // Two discoveries must not both swap tables in.
@@ -364,6 +418,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     ]);
     clearTimeout(timer);
     if (result === "timeout") logger.warn("shutdown_grace_expired", {});
+    // Requests still running after the grace period are cut off.
+    await proxyServer.close();
     client.close();
     for (const wake of pendingSleeps) wake();
     await retiring;
@@ -461,55 +517,61 @@ async function buildLimiter(
   config: Config,
   deps: { env: (name: string) => string | undefined; logger: Logger; metrics: Metrics },
 ): Promise<RateLimitBackend & { close(): Promise<void> }> {
-  const local = new MemoryLimiter();
+  const local = new MemoryLimiter({
+    maxBytes: config.server.memoryLimiterMaxBytes,
+    metrics: deps.metrics,
+  });
   const redis = config.redis;
   if (redis === undefined) return local;
   const url = redis.url ?? deps.env(redis.urlEnv!) ?? "";
+  // Logged as host:port only: the URL may carry the password.
+  const address = redisAddress(url);
   let connectedOnce = false;
+  // Connection events may come before the failover limiter exists.
+  let failover: FailoverLimiter | undefined = undefined;
+  let earlyFailure: string | undefined;
   const primary = await RedisLimiter.create({
     url,
     timeoutMs: redis.timeoutMs,
-    onState(state) {
+    onState(state, reason) {
       if (state === "ready") {
-        deps.logger.info("redis_connected", { reconnect: connectedOnce });
+        deps.logger.info("redis_connected", { address, reconnect: connectedOnce });
         connectedOnce = true;
+        failover?.reportAvailable();
+      } else if (failover !== undefined) {
+        failover.reportUnavailable(reason ?? "connection failed");
+      } else {
+        earlyFailure ??= reason;
       }
     },
   });
-  return new FailoverLimiter({
+  failover = new FailoverLimiter({
     primary,
     fallback: local,
     mode: redis.failureMode,
     logger: deps.logger,
     metrics: deps.metrics,
+    address,
   });
+  if (earlyFailure !== undefined) failover.reportUnavailable(earlyFailure);
+  // A short, bounded wait: a Redis that refuses is reported before
+  // gateway_started (not at the first request), and a reachable one is ready
+  // for the first request. The gateway starts either way: failure_mode applies.
+  await primary.firstAttempt(Math.max(1000, redis.timeoutMs) + 250);
+  return failover;
 }
 
 function newContext(
   request: Request,
-  peer: Deno.NetAddr,
+  client: ClientConnection,
   table: RoutingTable,
   trusted: CidrSet,
-): RequestContext {
-  const url = request.url;
+): RequestContext & TargetChecked {
   // request.url keeps the request target as sent (dot-segments, escapes and
-  // all); the WHATWG URL parser would resolve them before we could refuse them.
-  const authorityStart = url.indexOf("://") + 3;
-  const pathStart = url.indexOf("/", authorityStart);
-  let rawPath = "/";
-  let query = "";
-  if (pathStart !== -1) {
-    const hash = url.indexOf("#", pathStart);
-    const end = hash === -1 ? url.length : hash;
-    const q = url.indexOf("?", pathStart);
-    if (q !== -1 && q < end) {
-      rawPath = url.slice(pathStart, q);
-      query = url.slice(q, end);
-    } else {
-      rawPath = url.slice(pathStart, end);
-    }
-  }
-  const peerAddress = peer.hostname;
+  // all); the WHATWG URL parser would resolve them before we could refuse
+  // them. The path comes from the target only, never from the Host header.
+  const { rawPath, query, refusal } = requestTarget(request, client.localAddr);
+  const peerAddress = client.remoteAddr.hostname;
   const peerTrusted = trusted.contains(peerAddress);
   return {
     request,
@@ -526,5 +588,6 @@ function newContext(
     path: rawPath,
     encodedPath: rawPath,
     bytesIn: 0,
+    targetRefusal: refusal,
   };
 }

@@ -218,3 +218,40 @@ Deno.test("discovery start: a reload to an unusable kubeconfig is refused and th
     await fake.close();
   }
 });
+
+Deno.test("discovery start: while the first sync waits, /healthz answers 200 and /readyz 503; then ready", async () => {
+  const fake = await startFakeApiServer({});
+  fake.apply(service("default", "users", { ports: [{ name: "http", port: 80 }] }));
+  fake.failNext(503, 6);
+  const adminPort = closedPort();
+  const starting = startGateway({
+    config: configFrom(discoveryConfig(fake.kubeconfigPath)),
+    logger: memoryLogger(),
+    discoveryTuning: { ...TUNING, backoffInitialMs: 150, firstSyncTimeoutMs: 5000 },
+    listen: { port: 0, host: "127.0.0.1", adminPort, adminHost: "127.0.0.1" },
+  });
+  try {
+    const admin = `http://127.0.0.1:${adminPort}`;
+    await eventually(2000, "the admin listener", async () => {
+      try {
+        return (await (await fetch(`${admin}/healthz`)).text()) !== undefined;
+      } catch {
+        return false;
+      }
+    });
+    const health = await fetch(`${admin}/healthz`);
+    assert.equal(health.status, 200);
+    await health.body?.cancel();
+    const notReady = await fetch(`${admin}/readyz`);
+    assert.equal(notReady.status, 503);
+    await notReady.body?.cancel();
+    const gateway = await starting;
+    const ready = await fetch(`${admin}/readyz`);
+    assert.equal(ready.status, 200);
+    await ready.body?.cancel();
+    await gateway.shutdown();
+  } finally {
+    await starting.then((gw) => gw.shutdown(), () => {});
+    await fake.close();
+  }
+});

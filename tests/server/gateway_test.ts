@@ -431,7 +431,7 @@ routes:
         logger: memoryLogger(),
         listen: { port, host: "127.0.0.1", adminPort: 0, adminHost: "127.0.0.1" },
       }),
-      /Cannot listen on the configured addresses/,
+      /Cannot listen on 127\.0\.0\.1:\d+ \(server\.port\): address already in use; stop the other process or choose another port/,
     );
   } finally {
     taken.close();
