@@ -10,8 +10,8 @@ import { startTestGateway, type TestGateway } from "../helpers.ts";
 import {
   response,
   type ScriptedUpstream,
-  send,
   type SeenRequest,
+  send,
   sleep,
   startScriptedUpstream,
 } from "./scripted_upstream.ts";
@@ -83,7 +83,10 @@ Deno.test("pool: a second response sent 100 ms after a Content-Length body reach
 
 Deno.test("pool: a second response sent 100 ms after a chunked body reaches no client", async () => {
   await attackThenVictim(async (conn) => {
-    await send(conn, "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n");
+    await send(
+      conn,
+      "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    );
     await sleep(100);
     await send(conn, INJECTED);
   }, { wait: 300 });
