@@ -7,14 +7,7 @@
  *
  *   deno task bench:limiter-memory [--clients 100000] [--budget-mb 64]
  */
-import { freePort, spawn, startFlags, stopAll, TMP, waitForPort } from "./support.ts";
-
-async function rssMb(pid: number): Promise<number> {
-  const output = await new Deno.Command("cat", { args: [`/proc/${pid}/status`], stdout: "piped" })
-    .output();
-  const kb = Number(new TextDecoder().decode(output.stdout).match(/VmRSS:\s+(\d+)/)?.[1] ?? 0);
-  return kb / 1024;
-}
+import { freePort, rssMb, spawn, startFlags, stopAll, TMP, waitForPort } from "./support.ts";
 
 /** Sends `count` requests over `concurrency` keep-alive connections; `client(i)` names request i's client. */
 async function load(url: string, count: number, client: (i: number) => string): Promise<number> {

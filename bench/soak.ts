@@ -6,14 +6,17 @@
  *
  *   deno task bench:soak [--requests 1000000]
  */
-import { freePort, spawn, startFlags, stopAll, TMP, waitForPort, which, wrk } from "./support.ts";
-
-async function rssMb(pid: number): Promise<number> {
-  const output = await new Deno.Command("cat", { args: [`/proc/${pid}/status`], stdout: "piped" })
-    .output();
-  const kb = Number(new TextDecoder().decode(output.stdout).match(/VmRSS:\s+(\d+)/)?.[1] ?? 0);
-  return kb / 1024;
-}
+import {
+  freePort,
+  rssMb,
+  spawn,
+  startFlags,
+  stopAll,
+  TMP,
+  waitForPort,
+  which,
+  wrk,
+} from "./support.ts";
 
 async function main(): Promise<number> {
   const target = Number(Deno.args[Deno.args.indexOf("--requests") + 1]) || 1_000_000;

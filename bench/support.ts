@@ -83,6 +83,14 @@ export async function startFlags(): Promise<string[]> {
   return words.filter((word) => word.startsWith("--allow-"));
 }
 
+/** The resident memory of process `pid` now, in MiB. */
+export async function rssMb(pid: number): Promise<number> {
+  const output = await new Deno.Command("cat", { args: [`/proc/${pid}/status`], stdout: "piped" })
+    .output();
+  const kb = Number(new TextDecoder().decode(output.stdout).match(/VmRSS:\s+(\d+)/)?.[1] ?? 0);
+  return kb / 1024;
+}
+
 export async function peakRssMb(pid: number): Promise<number> {
   // Deno asks for --allow-all to read /proc directly; cat is already allowed (--allow-run).
   const output = await new Deno.Command("cat", { args: [`/proc/${pid}/status`], stdout: "piped" })

@@ -38,16 +38,25 @@ export function startUpstream(
 export function startRawUpstream(
   respond: (conn: Deno.Conn, head: string) => Promise<void>,
 ): TestServer {
+  return serveTcp(async (conn) => await respond(conn, await readHead(conn)));
+}
+
+/**
+ * A TCP server on a free loopback port that runs `handle` for each
+ * connection and closes the connection after it; close() stops accepting,
+ * closes every open connection and waits for every handler.
+ */
+export function serveTcp(handle: (conn: Deno.Conn, index: number) => Promise<void>): TestServer {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const conns = new Set<Deno.Conn>();
   const tasks = new Set<Promise<void>>();
+  let accepted = 0;
   const loop = (async () => {
     for await (const conn of listener) {
       conns.add(conn);
       const task = (async () => {
         try {
-          const head = await readHead(conn);
-          await respond(conn, head);
+          await handle(conn, accepted++);
         } catch {
           // the test decides what a broken connection means
         } finally {

@@ -4,7 +4,7 @@
  * connection and lets `answer` write whatever bytes it likes, when it likes,
  * so tests can play an upstream that breaks HTTP/1.1 on purpose.
  */
-import { writeAll } from "../helpers.ts";
+import { serveTcp, writeAll } from "../helpers.ts";
 
 /** One request as the upstream read it. */
 export interface SeenRequest {
@@ -38,54 +38,19 @@ export interface ScriptedUpstream {
 export function startScriptedUpstream(
   answer: (conn: Deno.Conn, request: SeenRequest) => Promise<void | "close">,
 ): ScriptedUpstream {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const conns = new Set<Deno.Conn>();
-  const tasks = new Set<Promise<void>>();
   const requests: SeenRequest[] = [];
   let accepted = 0;
-  const loop = (async () => {
-    for await (const conn of listener) {
-      const connection = accepted++;
-      conns.add(conn);
-      const task = (async () => {
-        const reader = new HeadReader(conn);
-        try {
-          for (let index = 0;; index++) {
-            const request = await reader.next(connection, index);
-            if (request === null) return;
-            requests.push(request);
-            if ((await answer(conn, request)) === "close") return;
-          }
-        } catch {
-          // the test decides what a broken connection means
-        } finally {
-          conns.delete(conn);
-          try {
-            conn.close();
-          } catch { /* already closed */ }
-        }
-      })();
-      tasks.add(task);
-      task.finally(() => tasks.delete(task));
+  const server = serveTcp(async (conn, connection) => {
+    accepted++;
+    const reader = new HeadReader(conn);
+    for (let index = 0;; index++) {
+      const request = await reader.next(connection, index);
+      if (request === null) return;
+      requests.push(request);
+      if ((await answer(conn, request)) === "close") return;
     }
-  })();
-  const port = (listener.addr as Deno.NetAddr).port;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    port,
-    requests,
-    connections: () => accepted,
-    async close() {
-      listener.close();
-      for (const conn of conns) {
-        try {
-          conn.close();
-        } catch { /* already closed */ }
-      }
-      await loop.catch(() => {});
-      await Promise.all(tasks);
-    },
-  };
+  });
+  return { ...server, requests, connections: () => accepted };
 }
 
 /** Writes text (Latin-1, byte for character) in full. */

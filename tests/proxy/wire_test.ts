@@ -148,40 +148,38 @@ for (
   });
 }
 
-Deno.test("an upstream body that stalls is aborted after the body idle timeout: the client sees an incomplete response", async () => {
-  const upstream = firstAnswer(async (conn) => {
-    await send(conn, "HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhello");
-    await sleep(1500);
+for (
+  const [name, head, server] of [
+    [
+      "a Content-Length body that stalls is aborted after upstream_body_timeout_ms",
+      "HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhello",
+      "  upstream_body_timeout_ms: 300",
+    ],
+    [
+      "an endless chunked body that stops sending is aborted by upstream_timeout_ms when no body timeout is set",
+      "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n",
+      "  upstream_timeout_ms: 300",
+    ],
+  ]
+) {
+  Deno.test(`${name}: the client sees an incomplete response`, async () => {
+    const upstream = firstAnswer(async (conn) => {
+      await send(conn, head);
+      await sleep(1500);
+    });
+    await withUpstream(upstream, async (gw) => {
+      const started = performance.now();
+      const failure = await within(
+        3000,
+        "the stalled body to be aborted",
+        failureOf(`${gw.url}/first`),
+      );
+      const elapsed = performance.now() - started;
+      assert.match(String(failure), /ended early|aborted|reset|closed/i);
+      assert.ok(elapsed >= 250 && elapsed < 1200, `aborted after ${elapsed} ms`);
+    }, { server });
   });
-  await withUpstream(upstream, async (gw) => {
-    const started = performance.now();
-    const failure = await within(
-      3000,
-      "the stalled body to be aborted",
-      failureOf(`${gw.url}/first`),
-    );
-    const elapsed = performance.now() - started;
-    assert.match(String(failure), /ended early|aborted|reset|closed/i);
-    assert.ok(elapsed >= 250 && elapsed < 1200, `aborted after ${elapsed} ms`);
-  }, { server: "  upstream_body_timeout_ms: 300" });
-});
-
-Deno.test("an endless chunked body that stops sending is aborted too, by upstream_timeout_ms when no body timeout is set", async () => {
-  const upstream = firstAnswer(async (conn) => {
-    await send(conn, "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n");
-    await sleep(1500);
-  });
-  await withUpstream(upstream, async (gw) => {
-    const started = performance.now();
-    const failure = await within(
-      3000,
-      "the stalled body to be aborted",
-      failureOf(`${gw.url}/first`),
-    );
-    assert.match(String(failure), /ended early|aborted|reset|closed/i);
-    assert.ok(performance.now() - started < 1200);
-  }, { server: "  upstream_timeout_ms: 300" });
-});
+}
 
 Deno.test("upstream_timeout_ms counts from the end of the upload, not from the request's arrival", async () => {
   const upstream = startScriptedUpstream(async (conn, request) => {
