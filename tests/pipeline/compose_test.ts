@@ -145,3 +145,17 @@ Deno.test("a composed chain can be reused for many requests", async () => {
   assert.equal(await (await handler(first)).text(), "/users/1:204");
   assert.equal(await (await handler(second)).text(), "/orders:204");
 });
+
+Deno.test("calling next() twice throws, and the rest of the chain (the proxy) runs once", async () => {
+  let proxied = 0;
+  const twice: Middleware = async function twice(_ctx, next) {
+    await next();
+    return await next();
+  };
+  const run = compose([twice], () => {
+    proxied++;
+    return Promise.resolve(new Response("upstream"));
+  });
+  await assert.rejects(run(context()), /next\(\) called multiple times in twice/);
+  assert.equal(proxied, 1);
+});
