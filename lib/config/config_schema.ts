@@ -1,0 +1,214 @@
+/**
+ * What a config file may contain: the declarations of every section, built from the schema
+ * machinery (schema.ts) and the rules (rules.ts, secrets.ts). parseConfig (load.ts) runs them.
+ *
+ * @module
+ */
+
+import {
+  boolean,
+  choice,
+  defaulted,
+  filledSection,
+  integer,
+  list,
+  number,
+  object,
+  optional,
+  record,
+  required,
+  section,
+  text,
+} from "./schema.ts";
+import {
+  algorithm,
+  all,
+  cidr,
+  clientIdentifier,
+  consumerId,
+  defaultRouteId,
+  dnsLabel,
+  filePath,
+  headerName,
+  httpUrl,
+  nonEmpty,
+  originUrl,
+  pathPrefix,
+  probePath,
+  redisUrl,
+  routeId,
+  serviceName,
+  serviceRef,
+  sha256,
+  tolerant,
+  unique,
+} from "./rules.ts";
+import { apiKeyEnv, distinctKeys, hmacSecretProblem, publicKeyFile, setEnv } from "./secrets.ts";
+import { middlewareSpec } from "./middleware_spec.ts";
+
+const serverSchema = object({
+  port: defaulted(integer(1, 65535), 8000),
+  host: defaulted(text(nonEmpty), "0.0.0.0"),
+  admin_port: defaulted(integer(1, 65535), 8001),
+  admin_host: defaulted(text(nonEmpty), "0.0.0.0"),
+  trusted_proxies: defaulted(list(text(cidr)), []),
+  max_body_bytes: defaulted(integer(0), 10485760),
+  upstream_timeout_ms: defaulted(integer(1), 30000),
+  shutdown_grace_seconds: defaulted(number(0), 25),
+  request_head_timeout_ms: defaulted(integer(1, 3_600_000), 30_000),
+  idle_timeout_ms: defaulted(integer(1, 3_600_000), 60_000),
+  max_connections: defaulted(integer(1, 1_000_000), 10_000),
+  upstream_body_timeout_ms: optional(integer(1)),
+  retry_buffer_bytes: defaulted(integer(0, 16 * 1024 * 1024), 65_536),
+  memory_limiter_max_bytes: defaulted(integer(1024 * 1024), 64 * 1024 * 1024),
+}, {
+  refine(server, refiner) {
+    if (server.adminPort === server.port) {
+      refiner.problem("admin_port", `must differ from port (both are ${server.port})`);
+    }
+  },
+});
+
+const redisSchema = object({
+  url: optional(text(redisUrl)),
+  url_env: optional(text(setEnv)),
+  failure_mode: defaulted(choice(["open", "closed", "local"]), "local"),
+  timeout_ms: defaulted(integer(1, 10_000), 50),
+}, { exclusive: [["url", "url_env"]] });
+
+const apiKeySchema = object({
+  header: defaulted(text(headerName), "API-Key"),
+  keys: required(list(
+    object({
+      id: required(text(consumerId)),
+      sha256: optional(text(sha256)),
+      value_env: optional(text(apiKeyEnv)),
+    }, { exclusive: [["sha256", "value_env"]] }),
+    {
+      refine: all(
+        unique("id", tolerant(nonEmpty)),
+        distinctKeys(),
+      ),
+    },
+  )),
+});
+
+const jwtSchema = object({
+  issuer: optional(text(nonEmpty)),
+  audience: optional(text(nonEmpty)),
+  algorithms: defaulted(list(text(algorithm), { nonEmpty: true }), ["RS256"]),
+  jwks_url: optional(text(httpUrl)),
+  public_key_file: optional(text(publicKeyFile)),
+  secret_env: optional(text(setEnv)),
+  clock_tolerance_seconds: defaulted(number(0), 30),
+}, {
+  exclusive: [["jwks_url", "public_key_file", "secret_env"]],
+  refine(jwt, refiner, walk) {
+    // A shared secret and a public key verify different families; mixing them is how
+    // algorithm-confusion attacks start.
+    const symmetric = jwt.algorithms.filter((name) => name.startsWith("HS"));
+    const asymmetric = jwt.algorithms.filter((name) => !name.startsWith("HS"));
+    if (jwt.secretEnv !== undefined && asymmetric.length > 0) {
+      refiner.problem(
+        "algorithms",
+        `secret_env works only with HS256, HS384 or HS512, got ${asymmetric.join(", ")}`,
+      );
+    }
+    if (jwt.secretEnv === undefined && symmetric.length > 0) {
+      refiner.problem(
+        "algorithms",
+        `${
+          symmetric.join(", ")
+        } needs secret_env; jwks_url and public_key_file take asymmetric algorithms`,
+      );
+    }
+    if (jwt.secretEnv !== undefined) {
+      const problem = hmacSecretProblem(jwt.secretEnv, jwt.algorithms, walk);
+      if (problem !== undefined) refiner.problem("secret_env", problem);
+    }
+  },
+});
+
+const authSchema = object({
+  api_key: section(apiKeySchema),
+  jwt: section(jwtSchema),
+});
+
+const discoverySchema = object({
+  kubernetes: section(object({
+    enabled: optional(boolean()),
+    namespace: defaulted(text(dnsLabel), "default"),
+    kubeconfig: optional(text(filePath)),
+  })),
+});
+
+const serviceSchema = object({
+  urls: optional(list(text(originUrl))),
+  passive_health: filledSection(object({
+    consecutive_failures: defaulted(integer(0, 1000), 5),
+    base_ejection_ms: defaulted(integer(1), 30_000),
+    max_ejection_ms: defaulted(integer(1), 300_000),
+  }, {
+    refine(passive, refiner) {
+      if (passive.maxEjectionMs < passive.baseEjectionMs) {
+        refiner.problem(
+          "max_ejection_ms",
+          `must be at least base_ejection_ms (${passive.baseEjectionMs}), got ${passive.maxEjectionMs}`,
+        );
+      }
+    },
+  })),
+  health_check: section(object({
+    path: required(text(probePath)),
+    interval_ms: defaulted(integer(10, 3_600_000), 5000),
+    timeout_ms: defaulted(integer(1, 600_000), 1000),
+    unhealthy_threshold: defaulted(integer(1, 100), 2),
+    healthy_threshold: defaulted(integer(1, 100), 1),
+  })),
+  max_in_flight: optional(integer(1)),
+  retries: defaulted(integer(0, 5), 0),
+}, {
+  refine(service, refiner) {
+    if (service.healthCheck !== undefined && service.urls === undefined) {
+      refiner.keyProblem(
+        "health_check",
+        "active health checks need urls: Kubernetes readiness already checks discovered endpoints",
+      );
+    }
+  },
+});
+
+const routeSchema = object({
+  id: optional(text(routeId)),
+  path_prefix: required(text(pathPrefix)),
+  service_name: required(text(serviceRef)),
+  auth_required: defaulted(boolean(), false),
+  strip_prefix: defaulted(boolean(), false),
+  case_insensitive: defaulted(boolean(), false),
+  forward_credentials: defaulted(boolean(), false),
+  middleware: defaulted(list(middlewareSpec), []),
+  rate_limit: section(object({
+    requests_per_period: required(integer(1)),
+    period_seconds: required(integer(1, 86400)),
+    client_identifier: defaulted(text(clientIdentifier), "IP"),
+  })),
+});
+
+/** The whole config file. */
+export const configSchema = object({
+  server: filledSection(serverSchema),
+  middleware: defaulted(list(middlewareSpec), []),
+  redis: section(redisSchema),
+  auth: filledSection(authSchema),
+  discovery: filledSection(discoverySchema),
+  services: filledSection(record(serviceName, serviceSchema)),
+  routes: required(list(routeSchema, {
+    refine: all(
+      unique(
+        "id",
+        (raw, index) => raw === undefined ? defaultRouteId(index) : tolerant(routeId)(raw),
+      ),
+      unique("path_prefix", tolerant(pathPrefix)),
+    ),
+  })),
+});
