@@ -1,10 +1,10 @@
-import type { RoutingState } from "../routing/table.ts";
+import type { TableView } from "../snapshot/switch.ts";
 import type { Metrics } from "./metrics.ts";
 
 /** What the admin endpoints report on. */
 export interface AdminDeps {
   readonly metrics: Metrics;
-  readonly routing: RoutingState;
+  readonly routing: TableView;
   /** True once the gateway can serve (config loaded, initial discovery sync done). */
   readonly isReady: () => boolean;
   /** True from the first shutdown signal until exit. */
@@ -40,7 +40,7 @@ export function adminHandler(deps: AdminDeps): (request: Request) => Response {
   };
 }
 
-function routesBody(routing: RoutingState): unknown {
+function routesBody(routing: TableView): unknown {
   const table = routing.current;
   return {
     version: table.version,

@@ -1,15 +1,9 @@
 import type { Metrics } from "../admin/metrics.ts";
 import type { Config } from "../config/types.ts";
 import type { Logger } from "../log/logger.ts";
-import type { RoutingState } from "../routing/table.ts";
 import { type KubeAccess, loadKubeAccess } from "./kube_access.ts";
 import { ApiStatusError, describeFailure, ListWatch, type WatchTuning } from "./list_watch.ts";
-import {
-  buildSnapshot,
-  fingerprint,
-  type KubeEndpointSlice,
-  type KubeService,
-} from "./snapshot.ts";
+import type { KubeEndpointSlice, KubeService } from "./snapshot.ts";
 
 /** Discovery timing; the defaults suit a cluster, tests shrink them. */
 export interface DiscoveryTuning extends WatchTuning {
@@ -58,14 +52,15 @@ export function watchedNamespaces(config: Config): string[] {
 }
 
 /**
- * Kubernetes service discovery: watches Services and EndpointSlices and
- * swaps a new routing table in when what they describe changes. It only
- * produces tables; requests never wait on it. While the API server is
- * unreachable the last table keeps serving.
+ * Kubernetes service discovery, a provider: watches Services and
+ * EndpointSlices and says (`onChange`, coalesced) when they changed. It
+ * only produces data: the state switch builds and swaps the table;
+ * requests never wait on it. While the API server is unreachable the last
+ * objects, and so the last table, keep serving.
  */
 export class KubernetesDiscovery {
   #config: Config;
-  readonly #routing: RoutingState;
+  readonly #onChange: () => void;
   readonly #logger: Logger;
   readonly #access: KubeAccess;
   readonly #services: ListWatch<KubeService & { metadata: { resourceVersion?: string } }>[];
@@ -73,9 +68,9 @@ export class KubernetesDiscovery {
   readonly #coalesceMs: number;
   readonly #firstSyncTimeoutMs: number;
   #timer: number | undefined;
-  #lastFingerprint = "";
-  #lastWarnings = new Set<string>();
   #synced = false;
+  /** Removes this discovery's metric hook (on stop). */
+  #unpublish: () => void = () => {};
   #stopped = false;
   #resolveSynced!: () => void;
   /** Resolves when `synced` turns true. */
@@ -83,14 +78,14 @@ export class KubernetesDiscovery {
 
   private constructor(options: {
     config: Config;
-    routing: RoutingState;
+    onChange: () => void;
     logger: Logger;
     metrics: Metrics;
     access: KubeAccess;
     tuning?: Partial<DiscoveryTuning>;
   }) {
     this.#config = options.config;
-    this.#routing = options.routing;
+    this.#onChange = options.onChange;
     this.#logger = options.logger;
     this.#access = options.access;
     this.#coalesceMs = options.tuning?.coalesceMs ?? 20;
@@ -122,7 +117,7 @@ export class KubernetesDiscovery {
     );
     const watches = [...this.#services, ...this.#slices];
     const metrics = options.metrics;
-    metrics.beforeRender(() => {
+    this.#unpublish = metrics.beforeRender(() => {
       metrics.discoveryConnected.set({}, watches.every((w) => w.connected) ? 1 : 0);
       const last = Math.min(...watches.map((w) => w.lastEventAt));
       metrics.discoveryLastEventAge.set({}, last > 0 ? (Date.now() - last) / 1000 : -1);
@@ -135,7 +130,8 @@ export class KubernetesDiscovery {
    */
   static async start(options: {
     config: Config;
-    routing: RoutingState;
+    /** Called (coalesced) whenever the objects changed, and once at the first sync. */
+    onChange: () => void;
     logger: Logger;
     metrics: Metrics;
     env: (name: string) => string | undefined;
@@ -154,8 +150,8 @@ export class KubernetesDiscovery {
     Promise.all([...discovery.#services, ...discovery.#slices].map((w) => w.firstSync)).then(() => {
       if (discovery.#stopped) return;
       discovery.#synced = true;
-      discovery.#rebuild();
       discovery.#resolveSynced();
+      discovery.#onChange();
       options.logger.info("discovery_synced", {
         services: discovery.#count(discovery.#services),
         endpointslices: discovery.#count(discovery.#slices),
@@ -187,13 +183,20 @@ export class KubernetesDiscovery {
   }
 
   /**
-   * Rebuilds the table against a new config whose discovery settings
-   * (namespace, kubeconfig, watched namespaces) are unchanged.
+   * Serves a new config whose discovery settings (namespace, kubeconfig,
+   * watched namespaces) are unchanged; the switch rebuilds the table when
+   * it installs that config.
    */
   reconfigure(config: Config): void {
     this.#config = config;
-    this.#lastFingerprint = "";
-    if (this.#synced) this.#rebuild();
+  }
+
+  /** The objects every watch holds now. */
+  objects(): { services: KubeService[]; slices: KubeEndpointSlice[] } {
+    return {
+      services: this.#services.flatMap((w) => [...w.items.values()]),
+      slices: this.#slices.flatMap((w) => [...w.items.values()]),
+    };
   }
 
   /** Whether a new config can reuse this discovery (same credentials and namespaces). */
@@ -208,6 +211,7 @@ export class KubernetesDiscovery {
   async stop(): Promise<void> {
     this.#stopped = true;
     clearTimeout(this.#timer);
+    this.#unpublish();
     await Promise.all([...this.#services, ...this.#slices].map((w) => w.stop()));
     this.#access.close();
   }
@@ -242,41 +246,11 @@ export class KubernetesDiscovery {
   }
 
   #schedule(): void {
-    // Until every watch has listed, a table would miss services or endpoints.
+    // Until every watch has listed, the objects would miss services or endpoints.
     if (!this.#synced || this.#timer !== undefined || this.#stopped) return;
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
-      this.#rebuild();
+      if (!this.#stopped) this.#onChange();
     }, this.#coalesceMs) as unknown as number;
-  }
-
-  #rebuild(): void {
-    const current = this.#routing.current;
-    const { table, warnings } = buildSnapshot(this.#config, {
-      services: this.#services.flatMap((w) => [...w.items.values()]),
-      slices: this.#slices.flatMap((w) => [...w.items.values()]),
-    }, current.version + 1);
-    this.#report(warnings.map((w) => `${w.service}: ${w.message}`));
-    const print = fingerprint(table);
-    if (print === this.#lastFingerprint) return;
-    this.#lastFingerprint = print;
-    this.#routing.swap(table);
-    this.#logger.info("routing_table_swapped", {
-      version: table.version,
-      routes: table.routes.length,
-      services: table.services.size,
-      ready_endpoints: [...table.services.values()].reduce((n, s) => n + s.ready.length, 0),
-    });
-  }
-
-  /** Logs each invalid Service once, not on every rebuild. */
-  #report(warnings: string[]): void {
-    const now = new Set(warnings);
-    for (const warning of now) {
-      if (!this.#lastWarnings.has(warning)) {
-        this.#logger.warn("discovery_service_skipped", { problem: warning });
-      }
-    }
-    this.#lastWarnings = now;
   }
 }

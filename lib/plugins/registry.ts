@@ -83,14 +83,3 @@ export async function buildMiddleware(
   }
   return out;
 }
-
-/** Runs middleware in order with `next` as the rest of the chain (for per-route lists). */
-export function sequence(middleware: readonly Middleware[]): Middleware | undefined {
-  if (middleware.length === 0) return undefined;
-  if (middleware.length === 1) return middleware[0];
-  return function sequence(ctx, next) {
-    const step = (index: number): Promise<Response> =>
-      index === middleware.length ? next() : middleware[index](ctx, () => step(index + 1));
-    return step(0);
-  };
-}

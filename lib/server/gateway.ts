@@ -3,7 +3,7 @@ import { Metrics } from "../admin/metrics.ts";
 import type { Config } from "../config/types.ts";
 import type { Logger } from "../log/logger.ts";
 import { Authenticator } from "../auth/authenticator.ts";
-import { buildMiddleware, sequence } from "../plugins/registry.ts";
+import { buildMiddleware, type PhasedMiddleware } from "../plugins/registry.ts";
 import { tracing } from "../tracing/trace.ts";
 import {
   discoveryEnabled,
@@ -11,19 +11,15 @@ import {
   KubernetesDiscovery,
 } from "../discovery/kubernetes.ts";
 import type { JwksCachePolicy } from "../auth/jwks.ts";
-import { authenticate } from "../middleware/auth.ts";
-import { rateLimit, type RateLimitBackend } from "../middleware/rate_limit.ts";
+import type { RateLimitBackend } from "../middleware/rate_limit.ts";
 import { FailoverLimiter } from "../ratelimit/failover.ts";
 import { MemoryLimiter } from "../ratelimit/memory.ts";
 import { redisAddress, RedisLimiter } from "../ratelimit/redis.ts";
-import { errorBoundary, errorResponse } from "../middleware/error_boundary.ts";
-import { observe } from "../middleware/observe.ts";
-import { matchRoute } from "../middleware/route.ts";
+import { errorResponse } from "../middleware/error_boundary.ts";
 import { CidrSet } from "../net/cidr.ts";
 import { clientAddress } from "../net/client_address.ts";
-import { compose } from "../pipeline/compose.ts";
 import { GatewayError } from "../pipeline/errors.ts";
-import type { Handler, Middleware, RequestContext } from "../pipeline/types.ts";
+import type { Middleware, RequestContext } from "../pipeline/types.ts";
 import { Balancer } from "../proxy/balancer.ts";
 import { UpstreamHealth } from "../proxy/health.ts";
 import { HealthChecker } from "../proxy/health_check.ts";
@@ -32,7 +28,9 @@ import { settingsLookup } from "../proxy/settings.ts";
 import { requestIdFor } from "../proxy/headers.ts";
 import { proxy } from "../proxy/proxy.ts";
 import { UpstreamClient } from "../proxy/upstream_client.ts";
-import { RoutingState, type RoutingTable, tableFromConfig } from "../routing/table.ts";
+import { type RouteEntry, type RoutingTable, tableFromConfig } from "../routing/table.ts";
+import { StateSwitch, type SwitchRuntime, type TableView } from "../snapshot/switch.ts";
+import { chainFor } from "./chain.ts";
 import { routesThatCannotServe } from "./route_problems.ts";
 import {
   type ClientConnection,
@@ -40,7 +38,7 @@ import {
   type ProxyListener,
   startListener,
 } from "./listener.ts";
-import { refuseBadTarget, requestTarget, type TargetChecked } from "./request_target.ts";
+import { requestTarget, type TargetChecked } from "./request_target.ts";
 
 /** How to start a gateway; main.ts passes the real config and logger. */
 export interface GatewayOptions {
@@ -68,7 +66,8 @@ export interface GatewayOptions {
 export interface Gateway {
   readonly proxyAddr: Deno.NetAddr;
   readonly adminAddr: Deno.NetAddr;
-  readonly routing: RoutingState;
+  /** The table in force (read-only: the state switch is its one writer). */
+  readonly routing: TableView;
   readonly metrics: Metrics;
   /** The config now in force. */
   readonly config: Config;
@@ -82,49 +81,13 @@ export interface Gateway {
   shutdown(): Promise<void>;
 }
 
-/**
- * Declares the chain, in order. This is the one place that says what runs
- * before what; a custom middleware goes in `extra`.
- */
-export function buildChain(
-  parts: {
-    logger: Logger;
-    metrics: Metrics;
-    accessLog: boolean;
-    authenticator: Authenticator;
-    limiter: RateLimitBackend;
-    /** Names spans after routes and traces the upstream call (only with OTEL_DENO=true). */
-    tracing?: Middleware;
-    /** Middleware from the config (global, then the route's), by phase. */
-    configured?: { beforeAuth?: Middleware; afterAuth?: Middleware };
-    extra: readonly Middleware[];
-  },
-  terminal: Handler,
-): Handler {
-  return compose([
-    observe(parts),
-    errorBoundary(parts),
-    refuseBadTarget(),
-    matchRoute(),
-    ...(parts.tracing ? [parts.tracing] : []),
-    // Config middleware of phase before_auth: a CORS preflight carries no
-    // credentials, and an address filter should refuse before any work.
-    ...(parts.configured?.beforeAuth ? [parts.configured.beforeAuth] : []),
-    authenticate(parts),
-    rateLimit(parts),
-    ...(parts.configured?.afterAuth ? [parts.configured.afterAuth] : []),
-    ...parts.extra,
-  ], terminal);
-}
-
-/** What one config builds; swapped whole on reload. */
-interface Runtime {
+/** What one config builds; installed whole on reload, with the table compiled for it. */
+interface Runtime extends SwitchRuntime {
   readonly config: Config;
   readonly authenticator: Authenticator;
   readonly limiter: RateLimitBackend & { close(): Promise<void> };
   readonly discovery?: KubernetesDiscovery;
   readonly trusted: CidrSet;
-  readonly handler: Handler;
   /** Active health checks of this config's static services, if any has them. */
   readonly healthChecker?: HealthChecker;
 }
@@ -134,7 +97,15 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const { logger } = options;
   const env = options.env ?? ((name: string) => Deno.env.get(name));
   const metrics = new Metrics();
-  const routing = new RoutingState(tableFromConfig(options.config));
+  // The live state's one owner; set once the first config is built.
+  let live!: StateSwitch<Runtime>;
+  const routing: TableView = {
+    get current() {
+      return live?.routing.current ?? tableFromConfig(options.config);
+    },
+    onSwap: (listener) => swapListeners.push(listener),
+  };
+  const swapListeners: ((table: RoutingTable) => void)[] = [];
   const refreshGauges = (table: RoutingTable) => {
     metrics.serviceEndpoints.reset();
     // A Service in the default namespace is in the table twice (name and name.namespace).
@@ -143,7 +114,6 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     }
     metrics.tableVersion.set({}, table.version);
   };
-  refreshGauges(routing.current);
   routing.onSwap(refreshGauges);
   const client = new UpstreamClient();
   // Health and in-flight counts are keyed by endpoint URL and service name: they outlive reloads.
@@ -185,9 +155,11 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       if (previous?.discovery?.serves(config)) {
         discovery = previous.discovery;
       } else {
-        const started = await KubernetesDiscovery.start({
+        const started: KubernetesDiscovery = await KubernetesDiscovery.start({
           config,
-          routing,
+          // A provider only says that its objects changed; the switch ignores
+          // one that the runtime in force does not use.
+          onChange: () => live?.refresh(started),
           logger,
           metrics,
           env,
@@ -211,15 +183,15 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       });
     }
     const server = config.server;
-    const configured = await configuredMiddleware(config, logger);
-    const handler = buildChain(
+    const middlewareFor = await configuredMiddleware(config, logger);
+    const handlerFor = chainFor(
       {
         logger,
         metrics,
         accessLog: options.accessLog ?? true,
         authenticator,
         limiter,
-        configured,
+        middlewareFor,
         tracing: optionalEnv(env, "OTEL_DENO") === "true" ? await tracing() : undefined,
         extra: options.middleware ?? [],
       },
@@ -243,7 +215,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       limiter,
       discovery,
       trusted: new CidrSet(server.trustedProxies),
-      handler,
+      handlerFor,
       // Last: nothing after it can fail and leave its timers running.
       healthChecker: HealthChecker.start(config, { health, metrics, logger }),
     };
@@ -282,6 +254,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   }
   try {
     runtime = await build(options.config);
+    live = new StateSwitch(runtime, logger);
+    live.routing.onSwap((table) => swapListeners.forEach((listener) => listener(table)));
+    refreshGauges(live.routing.current);
   } catch (error) {
     client.close();
     await adminServer.shutdown();
@@ -316,10 +291,10 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
           );
         },
       }, function serve(request, client) {
-        // One read of `runtime`: a request runs entirely on the config it arrived under.
-        const current = runtime;
-        const ctx = newContext(request, client, routing.current, current.trusted);
-        return current.handler(ctx);
+        // One read of the cell: a request runs entirely on the config and table it arrived under.
+        const snapshot = live.current;
+        const ctx = newContext(request, client, snapshot.table, snapshot.runtime.trusted);
+        return snapshot.handler(ctx);
       });
     } catch (error) {
       throw listenFailure(error, proxyAt);
@@ -375,19 +350,17 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         logger.error("config_reload_failed", { file: config.file, reason });
         return { ok: false as const, reason };
       }
+      if (next.discovery === old.discovery) next.discovery?.reconfigure(config);
+      // One swap: the new runtime with the table built for it.
       runtime = next;
+      live.install(next);
       // Head and idle timeouts and the connection cap apply to open connections too.
       proxyServer.setBounds(config.server);
       // Checks serve no in-flight request: two checkers would only probe twice.
       await old.healthChecker?.stop();
-      // Two discoveries must not both swap tables in.
+      // The old discovery's events are ignored from now on; stop its watches.
       if (old.discovery !== undefined && old.discovery !== next.discovery) {
         await old.discovery.stop();
-      }
-      if (next.discovery === undefined) {
-        routing.swap(tableFromConfig(config, routing.current.version + 1));
-      } else if (next.discovery === old.discovery) {
-        next.discovery.reconfigure(config);
       }
       logger.info("config_reloaded", {
         file: config.file,
@@ -454,45 +427,28 @@ function optionalEnv(env: (name: string) => string | undefined, name: string): s
 }
 
 /**
- * The config's middleware as two links (before and after authentication):
- * for each config route its global plus own middleware, composed once;
- * routes from Service annotations get the global ones only.
+ * The config's middleware, built once per config: for each config route
+ * the global ones then its own, by phase; routes from Service annotations
+ * get the global ones only. The snapshot composes them into each route's
+ * chain, so no request looks anything up.
  */
 async function configuredMiddleware(
   config: Config,
   logger: Logger,
-): Promise<{ beforeAuth?: Middleware; afterAuth?: Middleware }> {
+): Promise<(route: RouteEntry) => PhasedMiddleware> {
   const deps = { logger, trustedProxies: config.server.trustedProxies };
   const global = await buildMiddleware(config.middleware, deps);
-  const before = new Map<string, Middleware | undefined>();
-  const after = new Map<string, Middleware | undefined>();
+  const byRoute = new Map<string, PhasedMiddleware>();
   for (const route of config.routes) {
     if (route.middleware.length === 0) continue;
     const own = await buildMiddleware(route.middleware, deps);
-    before.set(route.id, sequence([...global.beforeAuth, ...own.beforeAuth]));
-    after.set(route.id, sequence([...global.afterAuth, ...own.afterAuth]));
+    byRoute.set(route.id, {
+      beforeAuth: [...global.beforeAuth, ...own.beforeAuth],
+      afterAuth: [...global.afterAuth, ...own.afterAuth],
+    });
   }
-  const link = (
-    name: string,
-    byRoute: Map<string, Middleware | undefined>,
-    everywhere: Middleware | undefined,
-  ): Middleware | undefined => {
-    if (everywhere === undefined && [...byRoute.values()].every((m) => m === undefined)) {
-      return undefined;
-    }
-    const run: Middleware = function configuredMiddleware(ctx, next) {
-      const route = ctx.route!;
-      const chosen = route.source === "config" && byRoute.has(route.id)
-        ? byRoute.get(route.id)
-        : everywhere;
-      return chosen ? chosen(ctx, next) : next();
-    };
-    Object.defineProperty(run, "name", { value: name });
-    return run;
-  };
-  return {
-    beforeAuth: link("configuredBeforeAuth", before, sequence(global.beforeAuth)),
-    afterAuth: link("configuredAfterAuth", after, sequence(global.afterAuth)),
+  return function middlewareFor(route) {
+    return (route.source === "config" ? byRoute.get(route.id) : undefined) ?? global;
   };
 }
 

@@ -1,0 +1,71 @@
+/**
+ * The request chain, declared once: the links every request passes, then
+ * each route's own chain, composed once per snapshot so that routing picks
+ * the route's handler and nothing is looked up by route id per request.
+ */
+import type { Metrics } from "../admin/metrics.ts";
+import type { Authenticator } from "../auth/authenticator.ts";
+import type { Logger } from "../log/logger.ts";
+import { authenticate } from "../middleware/auth.ts";
+import { errorBoundary } from "../middleware/error_boundary.ts";
+import { observe } from "../middleware/observe.ts";
+import { rateLimit, type RateLimitBackend } from "../middleware/rate_limit.ts";
+import { matchRoute } from "../middleware/route.ts";
+import { compose } from "../pipeline/compose.ts";
+import type { Handler, Middleware } from "../pipeline/types.ts";
+import type { PhasedMiddleware } from "../plugins/registry.ts";
+import type { RouteEntry, RoutingTable } from "../routing/table.ts";
+import { refuseBadTarget } from "./request_target.ts";
+
+/** What the chain is made of, for one config. */
+export interface ChainParts {
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  readonly accessLog: boolean;
+  readonly authenticator: Authenticator;
+  readonly limiter: RateLimitBackend;
+  /** Names spans after routes and traces the upstream call (only with OTEL_DENO=true). */
+  readonly tracing?: Middleware;
+  /** The config middleware of a route (the global ones, then its own), by phase. */
+  readonly middlewareFor: (route: RouteEntry) => PhasedMiddleware;
+  /** Programmatic middleware, last before the proxy. */
+  readonly extra: readonly Middleware[];
+}
+
+/**
+ * Declares the chain, in order; this is the one place that says what runs
+ * before what. Returns what compiles the handler for one routing table.
+ */
+export function chainFor(parts: ChainParts, terminal: Handler): (table: RoutingTable) => Handler {
+  const front: Middleware[] = [
+    observe(parts),
+    errorBoundary(parts),
+    refuseBadTarget(),
+    matchRoute(),
+    ...(parts.tracing ? [parts.tracing] : []),
+  ];
+  const auth = authenticate(parts);
+  const limit = rateLimit(parts);
+  return function handlerFor(table: RoutingTable): Handler {
+    const chains = new Map<RouteEntry, Handler>();
+    for (const route of table.routes) {
+      const own = parts.middlewareFor(route);
+      chains.set(
+        route,
+        compose([
+          // Config middleware of phase before_auth: a CORS preflight carries no
+          // credentials, and an address filter should refuse before any work.
+          ...own.beforeAuth,
+          ...(route.authRequired ? [auth] : []),
+          ...(route.rateLimit ? [limit] : []),
+          ...own.afterAuth,
+          ...parts.extra,
+        ], terminal),
+      );
+    }
+    return compose(front, function routeChain(ctx) {
+      // matchRoute set ctx.route from this very table, so its chain is here.
+      return chains.get(ctx.route!)!(ctx);
+    });
+  };
+}

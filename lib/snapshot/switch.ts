@@ -1,0 +1,133 @@
+/**
+ * The one owner of the live state. Providers (the config file, Kubernetes
+ * discovery) only produce data and say when it changed; the switch builds,
+ * from the runtime of the current config and the providers' objects, a new
+ * snapshot (the routing table and the handler compiled for it) and swaps
+ * one cell. A request pins that cell, so it runs entirely on one config and
+ * one table; no provider ever touches it (Traefik's provider -> watcher ->
+ * handler switcher is the model).
+ */
+import type { Config } from "../config/types.ts";
+import {
+  buildSnapshot,
+  fingerprint,
+  type KubeEndpointSlice,
+  type KubeService,
+} from "../discovery/snapshot.ts";
+import type { Logger } from "../log/logger.ts";
+import type { Handler } from "../pipeline/types.ts";
+import { RoutingState, type RoutingTable, tableFromConfig } from "../routing/table.ts";
+
+/** What a discovery provider offers the switch. */
+export interface RouteProvider {
+  /** Whether every watch has listed once: before that its objects are incomplete. */
+  readonly synced: boolean;
+  /** The provider's current objects. */
+  objects(): { services: KubeService[]; slices: KubeEndpointSlice[] };
+}
+
+/** What one config built: everything but the table. */
+export interface SwitchRuntime {
+  readonly config: Config;
+  /** The route provider of this config, if discovery is on. */
+  readonly discovery?: RouteProvider;
+  /** Compiles the request handler for one table: each route's chain composed once. */
+  handlerFor(table: RoutingTable): Handler;
+}
+
+/** One swap's worth of live state: a request reads it once and uses nothing else. */
+export interface Snapshot<R extends SwitchRuntime> {
+  readonly table: RoutingTable;
+  readonly runtime: R;
+  readonly handler: Handler;
+}
+
+/** Read-only view of the table in force, for the admin endpoints and gauges. */
+export interface TableView {
+  readonly current: RoutingTable;
+  onSwap(listener: (table: RoutingTable) => void): void;
+}
+
+/** Holds the live snapshot; the only writer of it. */
+export class StateSwitch<R extends SwitchRuntime> {
+  #cell: Snapshot<R>;
+  readonly #routing: RoutingState;
+  readonly #logger: Logger;
+  #lastPrint = "";
+  #lastWarnings = new Set<string>();
+
+  constructor(runtime: R, logger: Logger) {
+    this.#logger = logger;
+    const table = this.#tableFor(runtime, 1);
+    this.#lastPrint = fingerprint(table);
+    this.#cell = { table, runtime, handler: runtime.handlerFor(table) };
+    this.#routing = new RoutingState(table);
+  }
+
+  /** The snapshot new requests pin. */
+  get current(): Snapshot<R> {
+    return this.#cell;
+  }
+
+  /** The table in force, read-only. */
+  get routing(): TableView {
+    return this.#routing;
+  }
+
+  /**
+   * Installs the runtime of a new config: its table (from its config and,
+   * with discovery, the provider's objects) and handler go in with it, in
+   * one swap, so no request ever sees the new table with the old runtime.
+   */
+  install(runtime: R): void {
+    this.#swap(runtime, this.#tableFor(runtime, this.#cell.table.version + 1), true);
+  }
+
+  /**
+   * A provider's objects changed: rebuild the table for the runtime in
+   * force. A provider that no runtime in force uses (one being replaced by a
+   * reload, or not yet installed) is ignored.
+   */
+  refresh(from: RouteProvider): void {
+    const runtime = this.#cell.runtime;
+    if (runtime.discovery !== from) return;
+    this.#swap(runtime, this.#tableFor(runtime, this.#cell.table.version + 1), false);
+  }
+
+  #swap(runtime: R, table: RoutingTable, always: boolean): void {
+    const print = fingerprint(table);
+    // An event that changed nothing the table shows (a resourceVersion bump) swaps nothing.
+    if (!always && print === this.#lastPrint) return;
+    this.#lastPrint = print;
+    this.#cell = { table, runtime, handler: runtime.handlerFor(table) };
+    this.#routing.swap(table);
+    this.#logger.info("routing_table_swapped", {
+      version: table.version,
+      routes: table.routes.length,
+      services: table.services.size,
+      ready_endpoints: [...new Set(table.services.values())].reduce(
+        (n, s) => n + s.ready.length,
+        0,
+      ),
+    });
+  }
+
+  #tableFor(runtime: R, version: number): RoutingTable {
+    const provider = runtime.discovery;
+    if (provider === undefined || !provider.synced) return tableFromConfig(runtime.config, version);
+    const { table, warnings } = buildSnapshot(runtime.config, provider.objects(), version);
+    this.#report(warnings.map((w) => `${w.service}: ${w.message}`));
+    return table;
+  }
+
+  /** Logs each invalid Service once, not on every rebuild. */
+  #report(warnings: string[]): void {
+    const now = new Set(warnings);
+    for (const warning of now) {
+      if (!this.#lastWarnings.has(warning)) {
+        this.#logger.warn("discovery_service_skipped", { problem: warning });
+      }
+    }
+    this.#lastWarnings = now;
+  }
+}
