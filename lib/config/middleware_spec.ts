@@ -1,11 +1,13 @@
 import { isMap } from "yaml";
 import { BUILTIN_PLUGINS, type MiddlewareSpec, modulePath } from "../plugins/registry.ts";
-import { type Check, describe, INVALID, report } from "./schema.ts";
+import { type Check, deref, describe, INVALID, type Node, report } from "./schema.ts";
+import { optionProblem } from "./plugin_options.ts";
 
 /**
  * One entry of a `middleware:` list: `{name: <built-in>, options: ...}` or
  * `{module: ./plugins/x.ts, options: ...}`. Built-in options are checked
- * here; a module's options are checked when the module is loaded
+ * here, by the built-in's optionsSchema, each problem at its option's own
+ * position; a module's options are checked when the module is loaded
  * (checkPluginModules), with this entry's position.
  */
 export const middlewareSpec: Check<MiddlewareSpec> = function checkMiddleware(node, path, walk) {
@@ -47,9 +49,21 @@ export const middlewareSpec: Check<MiddlewareSpec> = function checkMiddleware(no
         }; a plugin of your own goes in module:)`,
       });
     } else {
-      const problems = BUILTIN_PLUGINS[name].validateOptions?.(value.options) ?? [];
-      for (const problem of problems) {
-        reportOption(walk, valueNode("options") ?? node, path, problem);
+      const plugin = BUILTIN_PLUGINS[name];
+      const optionsPair = pairOf("options");
+      const optionsPath = `${path}.options`;
+      if (plugin.optionsSchema !== undefined) {
+        // Absent options are checked as null placed at the entry, so required options and
+        // defaults apply and a missing one points at the entry.
+        plugin.optionsSchema(
+          deref(optionsPair?.value as Node | undefined, walk, (optionsPair?.key as Node) ?? node),
+          optionsPath,
+          walk,
+        );
+      } else {
+        for (const problem of plugin.validateOptions?.(value.options) ?? []) {
+          report(walk, { node: valueNode("options") ?? node, ...optionProblem(path, problem) });
+        }
       }
     }
   } else if (typeof module !== "string" || !/\.(ts|js|mjs|mts)$/.test(module)) {
@@ -71,19 +85,3 @@ export const middlewareSpec: Check<MiddlewareSpec> = function checkMiddleware(no
     field: path,
   };
 };
-
-/** Reports an option problem ("field: message") at the options node, with a full field path. */
-export function reportOption(
-  walk: Parameters<typeof report>[0],
-  node: Parameters<typeof report>[1]["node"],
-  path: string,
-  problem: string,
-): void {
-  const colon = problem.indexOf(": ");
-  const looksLikeField = colon > 0 && /^[\w.[\]-]+$/.test(problem.slice(0, colon));
-  report(walk, {
-    node,
-    field: looksLikeField ? `${path}.options.${problem.slice(0, colon)}` : `${path}.options`,
-    message: looksLikeField ? problem.slice(colon + 2) : problem,
-  });
-}

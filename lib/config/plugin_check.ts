@@ -1,4 +1,5 @@
 import { loadPluginModule, type MiddlewareSpec } from "../plugins/registry.ts";
+import { optionProblem } from "./plugin_options.ts";
 import type { Config, ConfigProblem } from "./types.ts";
 
 /**
@@ -31,17 +32,7 @@ export async function checkPluginModules(config: Config): Promise<ConfigProblem[
     } catch (error) {
       found = [`validateOptions threw: ${error instanceof Error ? error.message : String(error)}`];
     }
-    for (const problem of found) {
-      const colon = problem.indexOf(": ");
-      const isField = colon > 0 && /^[\w.[\]-]+$/.test(problem.slice(0, colon));
-      problems.push({
-        ...at,
-        field: isField
-          ? `${spec.field}.options.${problem.slice(0, colon)}`
-          : `${spec.field}.options`,
-        message: isField ? problem.slice(colon + 2) : problem,
-      });
-    }
+    for (const problem of found) problems.push({ ...at, ...optionProblem(spec.field, problem) });
   }
   return problems;
 }

@@ -211,15 +211,20 @@ export interface Field<T> {
   /** "always": the output always has a value (required or defaulted). */
   readonly presence: "always" | "maybe";
   readonly required?: boolean;
+  /** The problem reported when a required key is absent; default "is required". */
+  readonly missing?: string;
   /** An explicit null counts as absent (sections whose children were all commented out). */
   readonly nullable?: boolean;
   /** Produces the value when the key is absent. */
   readonly fallback?: (path: string, walk: Walk) => T | Invalid;
 }
 
-/** A key that must be present. */
-export function required<T>(check: Check<T>): Field<T> & { presence: "always" } {
-  return { check, presence: "always", required: true };
+/** A key that must be present; `missing` is the problem when it is not. */
+export function required<T>(
+  check: Check<T>,
+  missing = "is required",
+): Field<T> & { presence: "always" } {
+  return { check, presence: "always", required: true, missing };
 }
 
 /** A key that may be absent (the output then lacks it). */
@@ -266,6 +271,8 @@ export interface Refiner {
   problem(key: string, message: string): void;
   /** A problem at `key` itself (or at the mapping when absent), for a key that is wrong where it is. */
   keyProblem(key: string, message: string): void;
+  /** A problem at the mapping itself, under its own field path. */
+  mappingProblem(message: string): void;
 }
 
 function camel(key: string): string {
@@ -287,9 +294,13 @@ export function object<S extends Record<string, Field<unknown>>>(
   options: {
     exclusive?: readonly (readonly string[])[];
     refine?: (value: Shape<S>, refiner: Refiner, walk: Walk) => void;
+    /** The problem for a key not in `fields`; `expected` lists the keys that are. */
+    unknownKey?: (name: string, expected: string) => string;
   } = {},
 ): Check<Shape<S>> {
   const expected = Object.keys(fields).join(", ");
+  const unknownKey = options.unknownKey ??
+    ((name: string) => `unknown key ${JSON.stringify(name)} (expected one of: ${expected})`);
   return function checkObject(node, path, walk) {
     if (!isMap(node)) {
       // At the top level there is no field path to name the subject.
@@ -305,7 +316,7 @@ export function object<S extends Record<string, Field<unknown>>>(
         report(walk, {
           node: keyNode,
           field: joinPath(path, name),
-          message: `unknown key ${JSON.stringify(name)} (expected one of: ${expected})`,
+          message: unknownKey(name, expected),
         });
       } else if (!present.has(name)) {
         // Later duplicates are already reported by the parser.
@@ -319,7 +330,9 @@ export function object<S extends Record<string, Field<unknown>>>(
       const childPath = joinPath(path, name);
       let value: unknown;
       if (child === undefined || (field.nullable && isScalar(child) && child.value === null)) {
-        if (field.required) report(walk, { node, field: childPath, message: "is required" });
+        if (field.required) {
+          report(walk, { node, field: childPath, message: field.missing ?? "is required" });
+        }
         value = field.required ? INVALID : field.fallback?.(childPath, walk);
       } else {
         value = field.check(child, childPath, walk);
@@ -338,6 +351,9 @@ export function object<S extends Record<string, Field<unknown>>>(
       },
       keyProblem(key, message) {
         report(walk, { node: present.get(key)?.key ?? node, field: joinPath(path, key), message });
+      },
+      mappingProblem(message) {
+        report(walk, { node, field: path, message });
       },
     };
     for (const group of options.exclusive ?? []) {

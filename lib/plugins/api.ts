@@ -12,6 +12,8 @@
  * };
  * ```
  */
+import type { Check } from "../config/schema.ts";
+import { checkPlainOptions } from "../config/plugin_options.ts";
 import type { Logger } from "../log/logger.ts";
 import type { Middleware } from "../pipeline/types.ts";
 
@@ -41,11 +43,45 @@ export interface MiddlewarePlugin {
    * time (`deno task validate` too), so problems carry the config's line.
    */
   validateOptions?(options: unknown): string[];
+  /**
+   * The options declared with the config's schema (lib/config/schema.ts, as the built-ins do):
+   * when present, the config loader checks the `options` node with it, so each problem carries
+   * the option's own line and column, and validateOptions is not called. {@linkcode schemaPlugin}
+   * sets it.
+   */
+  readonly optionsSchema?: Check<unknown>;
   /** Builds the middleware, once per config load; never per request. */
   createMiddleware(options: unknown, deps: PluginDeps): Middleware;
 }
 
-/** A plain-object check used by the built-ins: the options mapping, or a problem. */
+/**
+ * A plugin whose options are declared with the config's schema: the loader checks the options'
+ * YAML with `options` (problems at each option's line), and validateOptions and
+ * createMiddleware run the same declaration on plain options.
+ */
+export function schemaPlugin<T>(spec: {
+  name: string;
+  phase?: PluginPhase;
+  options: Check<T>;
+  build(parsed: T, deps: PluginDeps): Middleware;
+}): MiddlewarePlugin {
+  return {
+    phase: spec.phase,
+    optionsSchema: spec.options,
+    validateOptions(options) {
+      const checked = checkPlainOptions(spec.options, options);
+      return "problems" in checked ? checked.problems : [];
+    },
+    createMiddleware(options, deps) {
+      const checked = checkPlainOptions(spec.options, options);
+      // Validation reported these at load time; reaching here means a caller skipped it.
+      if ("problems" in checked) throw new Error(`${spec.name}: ${checked.problems.join("; ")}`);
+      return spec.build(checked.value, deps);
+    },
+  };
+}
+
+/** A plain-object check for plugins that parse options by hand: the mapping, or a problem. */
 export function optionsObject(options: unknown): Record<string, unknown> | string {
   if (options === undefined || options === null) return {};
   if (typeof options !== "object" || Array.isArray(options)) {

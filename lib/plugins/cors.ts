@@ -1,69 +1,66 @@
 import { GatewayError } from "../pipeline/errors.ts";
 import type { Middleware } from "../pipeline/types.ts";
-import { type MiddlewarePlugin, optionsObject, parsedPlugin, unknownKeys } from "./api.ts";
+import { defaulted, INVALID, optional, reject, report, required } from "../config/schema.ts";
+import { items, orDefault, plain, pluginOptions } from "../config/plugin_options.ts";
+import { type MiddlewarePlugin, schemaPlugin } from "./api.ts";
 
-interface CorsOptions {
-  allowOrigins: string[];
-  allowMethods: string[];
-  allowHeaders?: string[];
-  exposeHeaders: string[];
-  allowCredentials: boolean;
-  maxAgeSeconds: number;
+const DEFAULT_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"];
+const ORIGINS_REQUIRED = 'is required (a list of origins, or ["*"])';
+
+function nonEmptyString(value: unknown): string {
+  if (typeof value === "string" && value !== "") return value;
+  return reject("must be a list of non-empty strings");
 }
 
-const KEYS = [
-  "allow_origins",
-  "allow_methods",
-  "allow_headers",
-  "expose_headers",
-  "allow_credentials",
-  "max_age_seconds",
-];
-
-function parse(options: unknown): CorsOptions | string[] {
-  const o = optionsObject(options);
-  if (typeof o === "string") return [o];
-  const problems = unknownKeys(o, KEYS);
-  const list = (key: string, fallback?: string[]): string[] | undefined => {
-    const value = o[key];
-    if (value === undefined) return fallback;
-    if (!Array.isArray(value) || !value.every((v) => typeof v === "string" && v !== "")) {
-      problems.push(`${key}: must be a list of non-empty strings`);
-      return fallback;
-    }
-    return value as string[];
-  };
-  const allowOrigins = list("allow_origins");
-  if (allowOrigins === undefined || allowOrigins.length === 0) {
-    problems.push('allow_origins: is required (a list of origins, or ["*"])');
-  }
-  for (const origin of allowOrigins ?? []) {
-    if (origin !== "*" && !/^https?:\/\/[^/]+$/.test(origin)) {
-      problems.push(`allow_origins: "${origin}" must be "*" or an origin like https://app.example`);
-    }
-  }
-  const allowCredentials = o.allow_credentials ?? false;
-  if (typeof allowCredentials !== "boolean") {
-    problems.push("allow_credentials: must be true or false");
-  }
-  if (allowCredentials === true && allowOrigins?.includes("*")) {
-    problems.push('allow_credentials: cannot be true with allow_origins "*" (browsers refuse it)');
-  }
-  const maxAge = o.max_age_seconds ?? 600;
-  if (typeof maxAge !== "number" || !Number.isInteger(maxAge) || maxAge < 0) {
-    problems.push("max_age_seconds: must be a whole number >= 0");
-  }
-  const result = {
-    allowOrigins: allowOrigins ?? [],
-    allowMethods: (list("allow_methods", ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]) ?? [])
-      .map((m) => m.toUpperCase()),
-    allowHeaders: list("allow_headers"),
-    exposeHeaders: list("expose_headers", []) ?? [],
-    allowCredentials: allowCredentials === true,
-    maxAgeSeconds: typeof maxAge === "number" ? maxAge : 600,
-  };
-  return problems.length > 0 ? problems : result;
+function origin(value: unknown): string {
+  const origin = nonEmptyString(value);
+  if (origin === "*" || /^https?:\/\/[^/]+$/.test(origin)) return origin;
+  return reject(`"${origin}" must be "*" or an origin like https://app.example`);
 }
+
+const strings = items("must be a list of non-empty strings", nonEmptyString);
+
+const options = pluginOptions({
+  allow_origins: required(
+    function checkOrigins(node, path, walk) {
+      const list = strings(node, path, walk);
+      if (list === INVALID) return list;
+      if (list.length === 0) {
+        report(walk, { node, field: path, message: ORIGINS_REQUIRED });
+        return INVALID;
+      }
+      return items("must be a list of non-empty strings", origin)(node, path, walk);
+    },
+    ORIGINS_REQUIRED,
+  ),
+  allow_methods: defaulted(
+    items("must be a list of non-empty strings", (value) => nonEmptyString(value).toUpperCase()),
+    DEFAULT_METHODS,
+  ),
+  allow_headers: optional(strings),
+  expose_headers: defaulted(strings, []),
+  allow_credentials: orDefault(
+    plain((value) => typeof value === "boolean" ? value : reject("must be true or false")),
+    false,
+  ),
+  max_age_seconds: orDefault(
+    plain((value) =>
+      typeof value === "number" && Number.isInteger(value) && value >= 0
+        ? value
+        : reject("must be a whole number >= 0")
+    ),
+    600,
+  ),
+}, {
+  refine(parsed, refiner) {
+    if (parsed.allowCredentials && parsed.allowOrigins.includes("*")) {
+      refiner.problem(
+        "allow_credentials",
+        'cannot be true with allow_origins "*" (browsers refuse it)',
+      );
+    }
+  },
+});
 
 /**
  * `cors`: answers preflight requests at the gateway (they never reach the
@@ -71,10 +68,10 @@ function parse(options: unknown): CorsOptions | string[] {
  * responses for allowed origins. It runs before authentication, since a
  * browser sends preflights without credentials.
  */
-export const cors: MiddlewarePlugin = parsedPlugin({
+export const cors: MiddlewarePlugin = schemaPlugin({
   name: "cors",
   phase: "before_auth",
-  parse,
+  options,
   build(parsed) {
     const any = parsed.allowOrigins.includes("*");
     const allowed = new Set(parsed.allowOrigins);

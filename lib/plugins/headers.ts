@@ -1,11 +1,18 @@
 import type { Middleware } from "../pipeline/types.ts";
-import { type MiddlewarePlugin, optionsObject, parsedPlugin, unknownKeys } from "./api.ts";
-
-interface HeaderRules {
-  set: [string, string][];
-  add: [string, string][];
-  remove: string[];
-}
+import { isMap } from "yaml";
+import {
+  defaulted,
+  deref,
+  INVALID,
+  type Invalid,
+  joinPath,
+  type Node,
+  reject,
+  report,
+  type Walk,
+} from "../config/schema.ts";
+import { items, orDefault, plainValue, pluginOptions } from "../config/plugin_options.ts";
+import { type MiddlewarePlugin, schemaPlugin } from "./api.ts";
 
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 // Hop-by-hop headers and the gateway's own identity headers are not for plugins to forge.
@@ -17,52 +24,54 @@ const RESERVED = new Set([
   "x-vanguard-consumer",
 ]);
 
-function parse(options: unknown): HeaderRules | string[] {
-  const o = optionsObject(options);
-  if (typeof o === "string") return [o];
-  const problems = unknownKeys(o, ["set", "add", "remove"]);
-  const pairs = (key: "set" | "add"): [string, string][] => {
-    const value = o[key];
-    if (value === undefined) return [];
-    if (typeof value !== "object" || value === null || Array.isArray(value)) {
-      problems.push(`${key}: must be a mapping of header name to value`);
-      return [];
-    }
-    const out: [string, string][] = [];
-    for (const [name, v] of Object.entries(value)) {
-      if (!TOKEN.test(name)) problems.push(`${key}.${name}: not a valid header name`);
-      else if (RESERVED.has(name.toLowerCase())) {
-        problems.push(`${key}.${name}: may not be changed`);
-      } else if (typeof v !== "string" && typeof v !== "number") {
-        problems.push(`${key}.${name}: value must be a string`);
-      } else if (/[\r\n\0]/.test(String(v))) {
-        problems.push(`${key}.${name}: value must not contain CR, LF or NUL`);
-      } else out.push([name.toLowerCase(), String(v)]);
-    }
-    return out;
-  };
-  const set = pairs("set");
-  const add = pairs("add");
-  const removeValue = o.remove ?? [];
-  const remove: string[] = [];
-  if (!Array.isArray(removeValue)) problems.push("remove: must be a list of header names");
-  else {
-    for (const name of removeValue) {
-      if (typeof name !== "string" || !TOKEN.test(name)) {
-        problems.push(`remove: ${JSON.stringify(name)} is not a header name`);
-      } else remove.push(name.toLowerCase());
-    }
+/** `set:` or `add:`: header name to value, each problem at its own name or value. */
+function headerPairs(node: Node, path: string, walk: Walk): [string, string][] | Invalid {
+  if (!isMap(node)) {
+    report(walk, { node, field: path, message: "must be a mapping of header name to value" });
+    return INVALID;
   }
-  if (set.length + add.length + remove.length === 0 && problems.length === 0) {
-    problems.push("set, add or remove: give at least one");
+  const out: [string, string][] = [];
+  const before = walk.problems.length;
+  for (const pair of node.items) {
+    const keyNode = deref(pair.key as Node, walk, node);
+    const name = String(plainValue(keyNode, walk));
+    const valueNode = deref(pair.value as Node, walk, keyNode);
+    const value = plainValue(valueNode, walk);
+    const field = joinPath(path, name);
+    if (!TOKEN.test(name)) {
+      report(walk, { node: keyNode, field, message: "not a valid header name" });
+    } else if (RESERVED.has(name.toLowerCase())) {
+      report(walk, { node: keyNode, field, message: "may not be changed" });
+    } else if (typeof value !== "string" && typeof value !== "number") {
+      report(walk, { node: valueNode, field, message: "value must be a string" });
+    } else if (/[\r\n\0]/.test(String(value))) {
+      report(walk, { node: valueNode, field, message: "value must not contain CR, LF or NUL" });
+    } else out.push([name.toLowerCase(), String(value)]);
   }
-  return problems.length > 0 ? problems : { set, add, remove };
+  return walk.problems.length === before ? out : INVALID;
 }
 
+function headerToRemove(name: unknown): string {
+  if (typeof name === "string" && TOKEN.test(name)) return name.toLowerCase();
+  return reject(`${JSON.stringify(name)} is not a header name`);
+}
+
+const options = pluginOptions({
+  set: defaulted(headerPairs, []),
+  add: defaulted(headerPairs, []),
+  remove: orDefault(items("must be a list of header names", headerToRemove), []),
+}, {
+  refine({ set, add, remove }, refiner) {
+    if (set.length + add.length + remove.length === 0) {
+      refiner.mappingProblem("set, add or remove: give at least one");
+    }
+  },
+});
+
 /** `request_headers`: set, add or remove headers on the request the upstream receives. */
-export const requestHeaders: MiddlewarePlugin = parsedPlugin({
+export const requestHeaders: MiddlewarePlugin = schemaPlugin({
   name: "request_headers",
-  parse,
+  options,
   build({ set, add, remove }) {
     const middleware: Middleware = function requestHeaders(ctx, next) {
       const changes: Record<string, string | null> = { ...ctx.upstreamHeaders };
@@ -83,9 +92,9 @@ export const requestHeaders: MiddlewarePlugin = parsedPlugin({
  * `response_headers`: set, add or remove headers on the response the
  * client receives (set and add also apply to the gateway's error answers).
  */
-export const responseHeaders: MiddlewarePlugin = parsedPlugin({
+export const responseHeaders: MiddlewarePlugin = schemaPlugin({
   name: "response_headers",
-  parse,
+  options,
   build({ set, add, remove }) {
     const middleware: Middleware = async function responseHeaders(ctx, next) {
       // Error answers get the set/added headers too (removal only concerns upstream headers).

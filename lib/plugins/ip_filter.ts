@@ -2,32 +2,28 @@ import ipaddr from "ipaddr.js";
 import { CidrSet } from "../net/cidr.ts";
 import { GatewayError } from "../pipeline/errors.ts";
 import type { Middleware } from "../pipeline/types.ts";
-import { type MiddlewarePlugin, optionsObject, parsedPlugin, unknownKeys } from "./api.ts";
+import { reject } from "../config/schema.ts";
+import { items, orDefault, pluginOptions } from "../config/plugin_options.ts";
+import { type MiddlewarePlugin, schemaPlugin } from "./api.ts";
 
-function parse(options: unknown): { allow: string[]; deny: string[] } | string[] {
-  const o = optionsObject(options);
-  if (typeof o === "string") return [o];
-  const problems = unknownKeys(o, ["allow", "deny"]);
-  const cidrs = (key: "allow" | "deny"): string[] => {
-    const value = o[key] ?? [];
-    if (!Array.isArray(value)) {
-      problems.push(`${key}: must be a list of CIDRs`);
-      return [];
-    }
-    for (const cidr of value) {
-      const valid = typeof cidr === "string" &&
-        (cidr.includes("/") ? ipaddr.isValidCIDR(cidr) : ipaddr.isValid(cidr));
-      if (!valid) problems.push(`${key}: ${JSON.stringify(cidr)} is not a CIDR or address`);
-    }
-    return value as string[];
-  };
-  const allow = cidrs("allow");
-  const deny = cidrs("deny");
-  if (allow.length === 0 && deny.length === 0 && problems.length === 0) {
-    problems.push("allow or deny: give at least one");
-  }
-  return problems.length > 0 ? problems : { allow, deny };
+function address(value: unknown): string {
+  const valid = typeof value === "string" &&
+    (value.includes("/") ? ipaddr.isValidCIDR(value) : ipaddr.isValid(value));
+  return valid ? value as string : reject(`${JSON.stringify(value)} is not a CIDR or address`);
 }
+
+const addresses = items("must be a list of CIDRs", address);
+
+const options = pluginOptions({
+  allow: orDefault(addresses, []),
+  deny: orDefault(addresses, []),
+}, {
+  refine({ allow, deny }, refiner) {
+    if (allow.length === 0 && deny.length === 0) {
+      refiner.mappingProblem("allow or deny: give at least one");
+    }
+  },
+});
 
 /**
  * `ip_filter`: refuses clients by address with 403. The address is the
@@ -35,10 +31,10 @@ function parse(options: unknown): { allow: string[]; deny: string[] } | string[]
  * from `server.trusted_proxies`). Deny wins over allow; with an allow list,
  * everything not on it is refused.
  */
-export const ipFilter: MiddlewarePlugin = parsedPlugin({
+export const ipFilter: MiddlewarePlugin = schemaPlugin({
   name: "ip_filter",
   phase: "before_auth",
-  parse,
+  options,
   build(parsed) {
     const allow = new CidrSet(parsed.allow);
     const deny = new CidrSet(parsed.deny);

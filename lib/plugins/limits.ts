@@ -1,5 +1,7 @@
 import type { RequestContext } from "../pipeline/types.ts";
-import { type MiddlewarePlugin, optionsObject, parsedPlugin, unknownKeys } from "./api.ts";
+import { type Field, reject, required } from "../config/schema.ts";
+import { plain, pluginOptions } from "../config/plugin_options.ts";
+import { type MiddlewarePlugin, schemaPlugin } from "./api.ts";
 
 /** A plugin whose one option is a whole number that it copies onto every request's context. */
 function perRequestNumber(spec: {
@@ -8,19 +10,23 @@ function perRequestNumber(spec: {
   max: number;
   apply(ctx: RequestContext, value: number): void;
 }): MiddlewarePlugin {
-  return parsedPlugin({
+  const wholeNumber = `must be a whole number from 1 to ${spec.max}`;
+  const fields: Record<string, Field<number> & { presence: "always" }> = {
+    [spec.key]: required(
+      plain((value) =>
+        typeof value === "number" && Number.isInteger(value) && value >= 1 && value <= spec.max
+          ? value
+          : reject(wholeNumber)
+      ),
+      wholeNumber,
+    ),
+  };
+  return schemaPlugin<Record<string, number>>({
     name: spec.name,
-    parse(options) {
-      const o = optionsObject(options);
-      if (typeof o === "string") return [o];
-      const problems = unknownKeys(o, [spec.key]);
-      const value = o[spec.key];
-      if (typeof value !== "number" || !Number.isInteger(value) || value < 1 || value > spec.max) {
-        problems.push(`${spec.key}: must be a whole number from 1 to ${spec.max}`);
-      }
-      return problems.length > 0 ? problems : value as number;
-    },
-    build(value) {
+    options: pluginOptions(fields),
+    build(parsed) {
+      // The one option, whatever its name.
+      const [value] = Object.values(parsed);
       return function perRequestLimit(ctx, next) {
         spec.apply(ctx, value);
         return next();
