@@ -321,7 +321,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   /** Closes what `old` had that `next` does not reuse, once in-flight requests had time to finish. */
   async function retire(old: Runtime, next: Runtime | undefined, delayMs: number): Promise<void> {
     await old.healthChecker?.stop();
-    if (delayMs > 0) await sleep(delayMs, pendingSleeps);
+    // Once shutting down, nothing waits: the drain already gave requests their time.
+    if (delayMs > 0 && !draining) await sleep(delayMs, pendingSleeps);
     await old.authenticator.close();
     if (old.limiter !== next?.limiter) await old.limiter.close();
   }
