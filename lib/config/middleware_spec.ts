@@ -1,5 +1,6 @@
 import { isMap } from "yaml";
-import { BUILTIN_PLUGINS, type MiddlewareSpec, modulePath } from "../plugins/registry.ts";
+import { BUILTIN_PLUGINS, modulePath } from "../plugins/registry.ts";
+import type { MiddlewareSpec } from "./types.ts";
 import { type Check, deref, describe, INVALID, type Node, report } from "./schema.ts";
 import { optionProblem } from "./plugin_options.ts";
 

@@ -1,4 +1,5 @@
-import { loadPluginModule, type MiddlewareSpec } from "../plugins/registry.ts";
+import { loadPluginModule } from "../plugins/registry.ts";
+import type { MiddlewareSpec } from "./types.ts";
 import { optionProblem } from "./plugin_options.ts";
 import type { Config, ConfigProblem } from "./types.ts";
 

@@ -1,5 +1,3 @@
-import type { MiddlewareSpec } from "../plugins/registry.ts";
-
 /**
  * The validated, frozen configuration. Field names are camelCase versions of
  * the YAML keys (contract section 2); every default is already applied.
@@ -183,3 +181,17 @@ export interface ConfigProblem {
 
 /** Something legal but probably unintended, reported at load time. */
 export type ConfigWarning = ConfigProblem;
+
+/** One `middleware:` entry of the config, validated. */
+export interface MiddlewareSpec {
+  /** A built-in's name, or undefined for a module. */
+  readonly name?: string;
+  /** Absolute path of a plugin module. */
+  readonly module?: string;
+  readonly options: unknown;
+  /** Where the entry is in the config file, for problems found later. */
+  readonly file: string;
+  readonly line: number;
+  readonly column: number;
+  readonly field: string;
+}

@@ -1,5 +1,6 @@
 import { isAbsolute, resolve } from "node:path";
 import { toFileUrl } from "../net/file_url.ts";
+import type { MiddlewareSpec } from "../config/types.ts";
 import type { Middleware } from "../pipeline/types.ts";
 import type { MiddlewarePlugin, PluginDeps } from "./api.ts";
 import { cors } from "./cors.ts";
@@ -16,20 +17,6 @@ export const BUILTIN_PLUGINS: Readonly<Record<string, MiddlewarePlugin>> = Objec
   timeout,
   max_body_bytes: maxBodyBytes,
 });
-
-/** One `middleware:` entry of the config, validated. */
-export interface MiddlewareSpec {
-  /** A built-in's name, or undefined for a module. */
-  readonly name?: string;
-  /** Absolute path of a plugin module. */
-  readonly module?: string;
-  readonly options: unknown;
-  /** Where the entry is in the config file, for problems found later. */
-  readonly file: string;
-  readonly line: number;
-  readonly column: number;
-  readonly field: string;
-}
 
 /** Resolves a module path written in the config against the config file's directory. */
 export function modulePath(written: string, configDir: string): string {
