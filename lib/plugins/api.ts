@@ -1,6 +1,8 @@
 /**
  * The plugin API: what a middleware module exports. Built-in middleware
- * uses the same API as user plugins.
+ * uses the same API as user plugins; the built-ins also declare their
+ * options with the config's schema ({@linkcode schemaPlugin}), so their
+ * problems point at each option's own line.
  *
  * ```ts
  * import type { MiddlewarePlugin } from "../../lib/plugins/api.ts";
@@ -44,10 +46,11 @@ export interface MiddlewarePlugin {
    */
   validateOptions?(options: unknown): string[];
   /**
-   * The options declared with the config's schema (lib/config/schema.ts, as the built-ins do):
-   * when present, the config loader checks the `options` node with it, so each problem carries
-   * the option's own line and column, and validateOptions is not called. {@linkcode schemaPlugin}
-   * sets it.
+   * The options declared with the config's schema (lib/config/schema.ts), as
+   * {@linkcode schemaPlugin} sets it. The loader runs it on a built-in's
+   * `options` node, so each problem carries the option's own line and
+   * column; a module is imported after parsing, so its options go through
+   * validateOptions, with the entry's line.
    */
   readonly optionsSchema?: Check<unknown>;
   /** Builds the middleware, once per config load; never per request. */
@@ -77,52 +80,6 @@ export function schemaPlugin<T>(spec: {
       // Validation reported these at load time; reaching here means a caller skipped it.
       if ("problems" in checked) throw new Error(`${spec.name}: ${checked.problems.join("; ")}`);
       return spec.build(checked.value, deps);
-    },
-  };
-}
-
-/** A plain-object check for plugins that parse options by hand: the mapping, or a problem. */
-export function optionsObject(options: unknown): Record<string, unknown> | string {
-  if (options === undefined || options === null) return {};
-  if (typeof options !== "object" || Array.isArray(options)) {
-    return "options must be a mapping";
-  }
-  return options as Record<string, unknown>;
-}
-
-/** Problems for keys not in `allowed` (they are usually typos). */
-export function unknownKeys(
-  options: Record<string, unknown>,
-  allowed: readonly string[],
-): string[] {
-  return Object.keys(options).filter((key) => !allowed.includes(key)).map((key) =>
-    `${key}: unknown option (expected one of: ${allowed.join(", ")})`
-  );
-}
-
-/**
- * A plugin from an options parser and a builder: the parser's problems
- * (a string list) serve validateOptions, and createMiddleware builds from
- * the parsed options (throwing on problems, which validation caught first).
- */
-export function parsedPlugin<T>(spec: {
-  name: string;
-  phase?: PluginPhase;
-  parse(options: unknown): T | string[];
-  build(parsed: T, deps: PluginDeps): Middleware;
-}): MiddlewarePlugin {
-  return {
-    phase: spec.phase,
-    validateOptions(options) {
-      const parsed = spec.parse(options);
-      return Array.isArray(parsed) && parsed.every((p) => typeof p === "string") ? parsed : [];
-    },
-    createMiddleware(options, deps) {
-      const parsed = spec.parse(options);
-      if (Array.isArray(parsed) && parsed.every((p) => typeof p === "string")) {
-        throw new Error(`${spec.name}: ${parsed.join("; ")}`);
-      }
-      return spec.build(parsed as T, deps);
     },
   };
 }
