@@ -1,7 +1,11 @@
-/** A pending deadline; pass it back to cancel(). */
+/**
+ * A pending deadline: `fire` is called once `at` (performance.now() time)
+ * passes, unless cancelled. An owner may keep one and arm it again and
+ * again, so a deadline per request costs no allocation per phase.
+ */
 export interface Deadline {
-  readonly at: number;
-  readonly fire: () => void;
+  at: number;
+  fire(): void;
 }
 
 /**
@@ -21,13 +25,19 @@ export class Deadlines {
 
   /** Calls `fire` once, `ms` from now, unless cancelled. */
   add(ms: number, fire: () => void): Deadline {
-    const deadline = { at: performance.now() + ms, fire };
+    const deadline = { at: 0, fire };
+    this.arm(deadline, ms);
+    return deadline;
+  }
+
+  /** (Re)arms `deadline` to fire once, `ms` from now, unless cancelled. */
+  arm(deadline: Deadline, ms: number): void {
+    deadline.at = performance.now() + ms;
     this.#pending.add(deadline);
     if (this.#timer === undefined) {
       this.#timer = setInterval(() => this.#tick(), this.#resolutionMs) as unknown as number;
       Deno.unrefTimer(this.#timer);
     }
-    return deadline;
   }
 
   /** Forgets a deadline (idempotent). */

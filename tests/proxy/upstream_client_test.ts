@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { UpstreamClient, UpstreamError } from "../../lib/proxy/upstream_client.ts";
-import { latch, startUpstream } from "../helpers.ts";
+import { latch, serveTcp, startUpstream, writeAll } from "../helpers.ts";
 
 function request(origin: string, path: string, headersTimeoutMs = 5000) {
   return {
@@ -75,6 +75,70 @@ Deno.test("UpstreamClient: a request waiting for a connection times out like any
     if (after.body instanceof ReadableStream) await after.body.cancel();
   } finally {
     release.resolve();
+    client.close();
+    await upstream.close();
+  }
+});
+
+Deno.test("UpstreamClient: a request whose client went away fails as aborted, while it waits for a connection or before it starts", async () => {
+  const release = latch();
+  const upstream = startUpstream(async () => {
+    await release.promise;
+    return new Response("ok");
+  });
+  const client = new UpstreamClient({ maxConnectionsPerOrigin: 1 });
+  try {
+    const first = client.send(request(upstream.url, "/held"));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const waiting = new AbortController();
+    const pending = client.send({ ...request(upstream.url, "/waiting"), signal: waiting.signal });
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    waiting.abort();
+    const isAborted = (error: unknown) =>
+      error instanceof UpstreamError && error.kind === "aborted";
+    await assert.rejects(pending, isAborted);
+    await assert.rejects(
+      client.send({ ...request(upstream.url, "/gone"), signal: AbortSignal.abort() }),
+      isAborted,
+    );
+    release.resolve();
+    const response = await first;
+    if (response.body instanceof ReadableStream) await response.body.cancel();
+  } finally {
+    release.resolve();
+    client.close();
+    await upstream.close();
+  }
+});
+
+Deno.test("UpstreamClient says whether a failed request went out on a reused connection", async () => {
+  let answered = 0;
+  const upstream = serveTcp(async (conn) => {
+    const buffer = new Uint8Array(4096);
+    while ((await conn.read(buffer)) !== null) {
+      // The second request on the connection gets no answer: the upstream closes instead.
+      if (answered++ > 0) return;
+      await writeAll(
+        conn,
+        new TextEncoder().encode("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"),
+      );
+    }
+  });
+  const client = new UpstreamClient();
+  try {
+    const first = await client.send(request(upstream.url, "/first"));
+    assert.equal(first.status, 200);
+    await assert.rejects(
+      client.send(request(upstream.url, "/second")),
+      (error: unknown) =>
+        error instanceof UpstreamError && error.kind === "reset" && error.reusedConnection &&
+        !error.responseStarted,
+    );
+    await assert.rejects(
+      client.send({ ...request(upstream.url, "/third"), fresh: true }),
+      (error: unknown) => error instanceof UpstreamError && !error.reusedConnection,
+    );
+  } finally {
     client.close();
     await upstream.close();
   }
