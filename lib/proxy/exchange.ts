@@ -64,8 +64,10 @@ export interface UpstreamResponse {
 const MAX_HEAD_BYTES = 64 * 1024;
 const CRLF = ascii("\r\n");
 const LAST_CHUNK = ascii("0\r\n\r\n");
-/** How every bodyless response ends (shared: it is frozen). */
-const COMPLETE_EMPTY: BodyOutcome = Object.freeze({ outcome: "complete", bytes: 0 });
+/** How every bodyless response ends (one promise for all: it is settled and its value frozen). */
+const COMPLETE_EMPTY: Promise<BodyOutcome> = Promise.resolve(
+  Object.freeze({ outcome: "complete", bytes: 0 }),
+);
 
 /** The client's long-lived parts an exchange works with. */
 export interface ExchangeParts {
@@ -137,6 +139,7 @@ export class Exchange implements Claim, BodyControl, Deadline {
     }
   }
 
+  /** The exchange failed (see Claim). */
   get abandoned(): boolean {
     return this.#failure !== undefined;
   }
@@ -221,7 +224,7 @@ export class Exchange implements Claim, BodyControl, Deadline {
       (noBody ? method !== "HEAD" : head.framing !== "close");
     if (noBody) {
       this.release(true);
-      return { status, rawHeaders, body: null, done: Promise.resolve(COMPLETE_EMPTY) };
+      return { status, rawHeaders, body: null, done: COMPLETE_EMPTY };
     }
     const reader = connection.reader;
     if (head.contentLength !== undefined && head.contentLength <= reader.buffered) {
@@ -262,6 +265,7 @@ export class Exchange implements Claim, BodyControl, Deadline {
     });
   }
 
+  /** The response ended, cleanly or not: pools or closes the connection (see BodyControl). */
   release(clean: boolean): void {
     const connection = this.#connection!;
     this.#req.signal.removeEventListener("abort", this);
@@ -275,14 +279,17 @@ export class Exchange implements Claim, BodyControl, Deadline {
     }
   }
 
+  /** See BodyControl. */
   awaitChunk(): void {
     this.#deadlines.arm(this, this.#req.bodyTimeoutMs ?? this.#req.headersTimeoutMs);
   }
 
+  /** See BodyControl. */
   chunkArrived(): void {
     this.#deadlines.cancel(this);
   }
 
+  /** See BodyControl. */
   stalled(): string | undefined {
     if (!this.#stalled) return undefined;
     return `Upstream sent no body byte for ${

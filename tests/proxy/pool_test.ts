@@ -131,14 +131,25 @@ Deno.test("ConnectionPool keeps at most maxIdlePerOrigin idle connections and re
 });
 
 Deno.test("ConnectionPool does not reuse a connection idle longer than idleTimeoutMs", async () => {
-  await withPool({ idleTimeoutMs: 50 }, async (pool, upstream, open) => {
+  await withPool({ idleTimeoutMs: 1000 }, async (pool, upstream, open) => {
     const origin = pool.origin(upstream.url);
     const connection = await pool.acquire(origin, PATIENT);
     open.push(connection);
     pool.release(connection);
-    await new Promise((resolve) => setTimeout(resolve, 80));
+    connection.idleSince -= 1000;
     assert.equal(pool.takeIdle(origin), undefined);
     assert.equal(connection.closed, true);
+  });
+});
+
+Deno.test("ConnectionPool's sweeper closes connections idle longer than idleTimeoutMs", async () => {
+  await withPool({ idleTimeoutMs: 30 }, async (pool, upstream, open) => {
+    const origin = pool.origin(upstream.url);
+    const connection = await pool.acquire(origin, PATIENT);
+    open.push(connection);
+    pool.release(connection);
+    await eventually("the sweeper closed the idle connection", () => connection.closed);
+    assert.equal(pool.takeIdle(origin), undefined);
   });
 });
 
