@@ -6,8 +6,9 @@
  * request's Accept-Encoding is anything but `identity` while keeping
  * Content-Encoding, so a proxy on fetch cannot pass a compressed body
  * through byte for byte (platform notes, deno PR #35124). node:http keeps
- * the bytes but is slow under Deno. Measured on this machine as naive
- * proxies: fetch ~16,000 req/s, node:http ~12,700, this client ~32,000.
+ * the bytes but is slower under Deno than a keep-alive client on
+ * Deno.connect (measured with throwaway programs when the client was
+ * chosen; docs/proxying.md gives no figure since no command repeats it).
  *
  * The parts: `pool.ts` (connections per origin and their limits),
  * `exchange.ts` (one request and its response on one connection),
