@@ -30,6 +30,11 @@ export class Connection {
   idle = false;
   closed = false;
   readonly #onClose: (connection: Connection) => void;
+  // The idle watch's handlers, made once per connection, not once per idle spell.
+  readonly #arrived = (): void => {
+    if (this.idle) this.close();
+  };
+  readonly #failed = (): void => this.close();
 
   constructor(conn: Deno.Conn, origin: Origin, onClose: (connection: Connection) => void) {
     this.conn = conn;
@@ -59,12 +64,6 @@ export class Connection {
   watch(): void {
     this.reader.watch().then(this.#arrived, this.#failed);
   }
-
-  // Made once per connection, not once per idle spell.
-  readonly #arrived = (): void => {
-    if (this.idle) this.close();
-  };
-  readonly #failed = (): void => this.close();
 }
 
 /** A request that may give up while it connects or waits for a connection. */
