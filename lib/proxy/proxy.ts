@@ -2,7 +2,7 @@ import { GatewayError } from "../pipeline/errors.ts";
 import type { Handler, RequestContext } from "../pipeline/types.ts";
 import type { Metrics } from "../admin/metrics.ts";
 import type { Logger } from "../log/logger.ts";
-import type { Endpoint } from "../routing/table.ts";
+import type { Endpoint, RouteEntry, RoutingTable } from "../routing/table.ts";
 import { Balancer } from "./balancer.ts";
 import { isWebSocketUpgrade, proxyWebSocket } from "./websocket.ts";
 import { connectionNamed, isHopByHop } from "./headers.ts";
@@ -52,8 +52,11 @@ const FAILURE_KINDS = new Set(["refused", "reset", "timeout", "dns", "protocol"]
 const MAX_UNSEEN_RETRIES = 3;
 const DEFAULT_RETRY_BUFFER_BYTES = 64 * 1024;
 
-/** The end of the chain: forwards the request to an endpoint of the route's service, streaming both ways. */
-export function proxy(deps: ProxyDeps): Handler {
+/** Makes the end of a route's chain: it forwards the request to an endpoint of the route's service, streaming both ways. */
+export type ProxyFactory = (route: RouteEntry, table: RoutingTable) => Handler;
+
+/** The proxy, as a factory of each route's terminal handler. */
+export function proxy(deps: ProxyDeps): ProxyFactory {
   const { client, balancer, metrics } = deps;
   const retryBufferBytes = deps.retryBufferBytes ?? DEFAULT_RETRY_BUFFER_BYTES;
   const deniedLogged = new Set<string>();
@@ -69,201 +72,205 @@ export function proxy(deps: ProxyDeps): Handler {
     });
   };
 
-  return async function proxy(ctx: RequestContext): Promise<Response> {
-    const route = ctx.route;
-    if (route === undefined) throw new Error("proxy reached without a matched route");
-    const service = ctx.table.service(route.serviceName);
-    const ready = service?.ready ?? [];
-    if (ready.length === 0) {
-      throw new GatewayError(
-        503,
-        "no_healthy_upstream",
-        `Service "${route.serviceName}" has no ready endpoint`,
-      );
-    }
-
+  /**
+   * The proxy of one route on one table: the service, its ready endpoints
+   * and its settings are resolved here, once per snapshot, not per request.
+   */
+  return function proxyFor(route: RouteEntry, table: RoutingTable): Handler {
     const serviceName = route.serviceName;
+    const ready = table.service(serviceName)?.ready ?? [];
     const settings = deps.settingsFor(serviceName);
-    let releaseSlot: (() => void) | undefined;
-    if (settings.maxInFlight !== undefined) {
-      releaseSlot = deps.concurrency.tryAcquire(serviceName, settings.maxInFlight);
-      if (releaseSlot === undefined) {
-        metrics.upstreamOverloaded.inc({ service: serviceName });
+    const reportFailure = (url: string) => {
+      const ms = deps.health.recordFailure(url, {
+        settings: settings.passiveHealth,
+        endpoints: ready,
+      });
+      if (ms === 0) return;
+      metrics.upstreamEjections.inc({ service: serviceName });
+      deps.logger.warn("upstream_ejected", {
+        service: serviceName,
+        endpoint: url,
+        ejection_ms: ms,
+      });
+    };
+    return async function proxy(ctx: RequestContext): Promise<Response> {
+      if (ready.length === 0) {
         throw new GatewayError(
           503,
-          "upstream_overloaded",
-          `Service "${serviceName}" already has ${settings.maxInFlight} requests in flight`,
-          { headers: { "retry-after": "1" } },
+          "no_healthy_upstream",
+          `Service "${serviceName}" has no ready endpoint`,
         );
       }
-    }
-    try {
-      if (isWebSocketUpgrade(ctx.request)) {
-        const endpoint = balancer.pick(ready) as Endpoint;
-        ctx.upstream = endpoint.url;
-        // An open session counts as a request in flight, for least-loaded
-        // picking and for max_in_flight, until it closes.
-        const end = balancer.begin(endpoint.url);
-        const slot = releaseSlot;
-        releaseSlot = undefined;
-        const finished = () => {
-          end();
-          slot?.();
-        };
-        try {
-          const response = await proxyWebSocket(ctx, {
-            origin: endpoint.url,
-            path: upstreamPath(ctx),
-            headers: upstreamHeaders(ctx),
-            handshakeTimeoutMs: ctx.upstreamTimeoutMs ?? deps.upstreamTimeoutMs,
-          });
-          if (ctx.bodyDone) ctx.bodyDone.finally(finished);
-          else finished();
-          return response;
-        } catch (error) {
-          finished();
-          throw error;
+
+      let releaseSlot: (() => void) | undefined;
+      if (settings.maxInFlight !== undefined) {
+        releaseSlot = deps.concurrency.tryAcquire(serviceName, settings.maxInFlight);
+        if (releaseSlot === undefined) {
+          metrics.upstreamOverloaded.inc({ service: serviceName });
+          throw new GatewayError(
+            503,
+            "upstream_overloaded",
+            `Service "${serviceName}" already has ${settings.maxInFlight} requests in flight`,
+            { headers: { "retry-after": "1" } },
+          );
         }
       }
-
-      const maxBodyBytes = ctx.maxBodyBytes ?? deps.maxBodyBytes;
-      const length = declaredLength(ctx.request.headers);
-      if (length !== undefined && length > maxBodyBytes) throw payloadTooLarge(maxBodyBytes);
-      const source = ctx.request.body;
-      const body = source === null ? null : new ReplayableBody(source, retryBufferBytes);
-      const replayable = () => body === null || body.replayable;
-
-      const noteRetry = (from: string, why: { kind?: string; status?: number }) => {
-        metrics.upstreamRetries.inc({ service: serviceName });
-        deps.logger.warn("upstream_retry", {
-          request_id: ctx.requestId,
-          service: serviceName,
-          endpoint: from,
-          ...why,
-        });
-      };
-      const reportFailure = (url: string) => {
-        const ms = deps.health.recordFailure(url, {
-          settings: settings.passiveHealth,
-          endpoints: ready,
-        });
-        if (ms === 0) return;
-        metrics.upstreamEjections.inc({ service: serviceName });
-        deps.logger.warn("upstream_ejected", {
-          service: serviceName,
-          endpoint: url,
-          ejection_ms: ms,
-        });
-      };
-      // Configured retries: only where a second try cannot do what the first did twice.
-      const retriesAllowed = settings.retries > 0 && source === null &&
-        IDEMPOTENT.has(ctx.request.method);
-      const tried = new Set<string>();
-      /** Another endpoint when one exists, else the same one again. */
-      const retryTarget = (last: Endpoint) =>
-        balancer.pick(ready, tried) ?? balancer.pick(ready, last.url) ?? last;
-
-      const headers = upstreamHeaders(ctx);
-      if (length !== undefined) headers["content-length"] = String(length);
-      const path = upstreamPath(ctx);
-      const headersTimeoutMs = ctx.upstreamTimeoutMs ?? deps.upstreamTimeoutMs;
-      const bodyTimeoutMs = deps.upstreamBodyTimeoutMs ?? headersTimeoutMs;
-      let endpoint = balancer.pick(ready) as Endpoint;
-      let fresh = false;
-      let unseenRetries = 0;
-      for (let attempt = 0;; attempt++) {
-        tried.add(endpoint.url);
-        const end = balancer.begin(endpoint.url);
-        ctx.upstream = endpoint.url;
-        let response: UpstreamResponse;
-        try {
-          response = await client.send({
-            origin: endpoint.url,
-            method: ctx.request.method,
-            path,
-            headers,
-            body: body === null ? null : body.stream(),
-            signal: ctx.request.signal,
-            headersTimeoutMs,
-            bodyTimeoutMs,
-            fresh,
-            maxBodyBytes,
-            onBodyBytes: (total) => ctx.bytesIn = total,
-          });
-        } catch (error) {
-          end();
-          if (!(error instanceof UpstreamError)) throw error;
-          if (error.kind === "body_too_large") throw payloadTooLarge(maxBodyBytes);
-          if (error.kind === "invalid_request") {
-            deps.logger.error("upstream_request_refused", {
-              request_id: ctx.requestId,
-              service: serviceName,
-              reason: error.message,
+      try {
+        if (isWebSocketUpgrade(ctx.request)) {
+          const endpoint = balancer.pick(ready) as Endpoint;
+          ctx.upstream = endpoint.url;
+          // An open session counts as a request in flight, for least-loaded
+          // picking and for max_in_flight, until it closes.
+          const end = balancer.begin(endpoint.url);
+          const slot = releaseSlot;
+          releaseSlot = undefined;
+          const finished = () => {
+            end();
+            slot?.();
+          };
+          try {
+            const response = await proxyWebSocket(ctx, {
+              origin: endpoint.url,
+              path: upstreamPath(ctx),
+              headers: upstreamHeaders(ctx),
+              handshakeTimeoutMs: ctx.upstreamTimeoutMs ?? deps.upstreamTimeoutMs,
             });
-            throw new GatewayError(
-              500,
-              "invalid_upstream_request",
-              "The gateway refused to send a request with an invalid header upstream",
-              { cause: error },
-            );
+            if (ctx.bodyDone) ctx.bodyDone.finally(finished);
+            else finished();
+            return response;
+          } catch (error) {
+            finished();
+            throw error;
           }
-          metrics.upstreamErrors.inc({ service: serviceName, kind: error.kind });
-          if (error.kind === "denied") noteDenied(serviceName, endpoint.url);
-          const stale = error.kind === "reset" && error.reusedConnection && !error.responseStarted;
-          // A pooled connection the peer had closed says nothing about the endpoint's health.
-          if (FAILURE_KINDS.has(error.kind) && !stale) reportFailure(endpoint.url);
-          if (replayable() && unseen(error) && unseenRetries < MAX_UNSEEN_RETRIES) {
-            // Another endpoint if there is one; after a stale pooled
-            // connection, the same endpoint on a new connection will do.
-            const next = balancer.pick(ready, tried) ?? (stale ? endpoint : undefined);
-            if (next !== undefined) {
-              unseenRetries++;
+        }
+
+        const maxBodyBytes = ctx.maxBodyBytes ?? deps.maxBodyBytes;
+        const length = declaredLength(ctx.request.headers);
+        if (length !== undefined && length > maxBodyBytes) throw payloadTooLarge(maxBodyBytes);
+        const source = ctx.request.body;
+        const body = source === null ? null : new ReplayableBody(source, retryBufferBytes);
+        const replayable = () => body === null || body.replayable;
+
+        const noteRetry = (from: string, why: { kind?: string; status?: number }) => {
+          metrics.upstreamRetries.inc({ service: serviceName });
+          deps.logger.warn("upstream_retry", {
+            request_id: ctx.requestId,
+            service: serviceName,
+            endpoint: from,
+            ...why,
+          });
+        };
+        // Configured retries: only where a second try cannot do what the first did twice.
+        const retriesAllowed = settings.retries > 0 && source === null &&
+          IDEMPOTENT.has(ctx.request.method);
+        const tried = new Set<string>();
+        /** Another endpoint when one exists, else the same one again. */
+        const retryTarget = (last: Endpoint) =>
+          balancer.pick(ready, tried) ?? balancer.pick(ready, last.url) ?? last;
+
+        const headers = upstreamHeaders(ctx);
+        if (length !== undefined) headers["content-length"] = String(length);
+        const path = upstreamPath(ctx);
+        const headersTimeoutMs = ctx.upstreamTimeoutMs ?? deps.upstreamTimeoutMs;
+        const bodyTimeoutMs = deps.upstreamBodyTimeoutMs ?? headersTimeoutMs;
+        let endpoint = balancer.pick(ready) as Endpoint;
+        let fresh = false;
+        let unseenRetries = 0;
+        for (let attempt = 0;; attempt++) {
+          tried.add(endpoint.url);
+          const end = balancer.begin(endpoint.url);
+          ctx.upstream = endpoint.url;
+          let response: UpstreamResponse;
+          try {
+            response = await client.send({
+              origin: endpoint.url,
+              method: ctx.request.method,
+              path,
+              headers,
+              body: body === null ? null : body.stream(),
+              signal: ctx.request.signal,
+              headersTimeoutMs,
+              bodyTimeoutMs,
+              fresh,
+              maxBodyBytes,
+              onBodyBytes: (total) => ctx.bytesIn = total,
+            });
+          } catch (error) {
+            end();
+            if (!(error instanceof UpstreamError)) throw error;
+            if (error.kind === "body_too_large") throw payloadTooLarge(maxBodyBytes);
+            if (error.kind === "invalid_request") {
+              deps.logger.error("upstream_request_refused", {
+                request_id: ctx.requestId,
+                service: serviceName,
+                reason: error.message,
+              });
+              throw new GatewayError(
+                500,
+                "invalid_upstream_request",
+                "The gateway refused to send a request with an invalid header upstream",
+                { cause: error },
+              );
+            }
+            metrics.upstreamErrors.inc({ service: serviceName, kind: error.kind });
+            if (error.kind === "denied") noteDenied(serviceName, endpoint.url);
+            const stale = error.kind === "reset" && error.reusedConnection &&
+              !error.responseStarted;
+            // A pooled connection the peer had closed says nothing about the endpoint's health.
+            if (FAILURE_KINDS.has(error.kind) && !stale) reportFailure(endpoint.url);
+            if (replayable() && unseen(error) && unseenRetries < MAX_UNSEEN_RETRIES) {
+              // Another endpoint if there is one; after a stale pooled
+              // connection, the same endpoint on a new connection will do.
+              const next = balancer.pick(ready, tried) ?? (stale ? endpoint : undefined);
+              if (next !== undefined) {
+                unseenRetries++;
+                noteRetry(endpoint.url, { kind: error.kind });
+                fresh = next === endpoint;
+                endpoint = next;
+                continue;
+              }
+            }
+            if (
+              retriesAllowed && attempt < settings.retries + unseenRetries &&
+              RETRIED_KINDS.has(error.kind)
+            ) {
               noteRetry(endpoint.url, { kind: error.kind });
-              fresh = next === endpoint;
-              endpoint = next;
+              endpoint = retryTarget(endpoint);
+              fresh = false;
               continue;
             }
+            throw upstreamFailure(error, serviceName);
           }
+          if (response.status >= 500) reportFailure(endpoint.url);
+          else deps.health.recordSuccess(endpoint.url);
           if (
             retriesAllowed && attempt < settings.retries + unseenRetries &&
-            RETRIED_KINDS.has(error.kind)
+            RETRIED_STATUSES.has(response.status)
           ) {
-            noteRetry(endpoint.url, { kind: error.kind });
+            // The answer is dropped; cancelling its body closes that connection.
+            if (response.body instanceof ReadableStream) await response.body.cancel();
+            end();
+            noteRetry(endpoint.url, { status: response.status });
             endpoint = retryTarget(endpoint);
             fresh = false;
             continue;
           }
-          throw upstreamFailure(error, serviceName);
+          const slot = releaseSlot;
+          releaseSlot = undefined;
+          response.done.finally(() => {
+            end();
+            slot?.();
+          });
+          ctx.bodyDone = response.done;
+          const answer = new Response(response.body, { status: response.status });
+          copyClientHeaders(response.rawHeaders, answer.headers, ctx.requestId);
+          return answer;
         }
-        if (response.status >= 500) reportFailure(endpoint.url);
-        else deps.health.recordSuccess(endpoint.url);
-        if (
-          retriesAllowed && attempt < settings.retries + unseenRetries &&
-          RETRIED_STATUSES.has(response.status)
-        ) {
-          // The answer is dropped; cancelling its body closes that connection.
-          if (response.body instanceof ReadableStream) await response.body.cancel();
-          end();
-          noteRetry(endpoint.url, { status: response.status });
-          endpoint = retryTarget(endpoint);
-          fresh = false;
-          continue;
-        }
-        const slot = releaseSlot;
-        releaseSlot = undefined;
-        response.done.finally(() => {
-          end();
-          slot?.();
-        });
-        ctx.bodyDone = response.done;
-        const answer = new Response(response.body, { status: response.status });
-        copyClientHeaders(response.rawHeaders, answer.headers, ctx.requestId);
-        return answer;
+      } finally {
+        // Set only when no response took the slot over: the request failed.
+        releaseSlot?.();
       }
-    } finally {
-      // Set only when no response took the slot over: the request failed.
-      releaseSlot?.();
-    }
+    };
   };
 }
 

@@ -34,9 +34,14 @@ export interface ChainParts {
 
 /**
  * Declares the chain, in order; this is the one place that says what runs
- * before what. Returns what compiles the handler for one routing table.
+ * before what. Returns what compiles the handler for one routing table:
+ * each route's chain ends in the terminal made for that route on that
+ * table (the proxy, with its service and settings resolved).
  */
-export function chainFor(parts: ChainParts, terminal: Handler): (table: RoutingTable) => Handler {
+export function chainFor(
+  parts: ChainParts,
+  terminalFor: (route: RouteEntry, table: RoutingTable) => Handler,
+): (table: RoutingTable) => Handler {
   const front: Middleware[] = [
     observe(parts),
     errorBoundary(parts),
@@ -60,7 +65,7 @@ export function chainFor(parts: ChainParts, terminal: Handler): (table: RoutingT
           ...(route.rateLimit ? [limit] : []),
           ...own.afterAuth,
           ...parts.extra,
-        ], terminal),
+        ], terminalFor(route, table)),
       );
     }
     return compose(front, function routeChain(ctx) {
