@@ -7,15 +7,8 @@
 import type { BodyOutcome } from "../pipeline/types.ts";
 import { type BodyControl, bodyStream } from "./body_stream.ts";
 import type { Deadline, Deadlines } from "./deadlines.ts";
-import {
-  ascii,
-  chunkedBody,
-  fixedBody,
-  parseResponseHead,
-  ProtocolError,
-  type ResponseHead,
-  untilClose,
-} from "./http1.ts";
+import { ascii, parseResponseHead, ProtocolError, type ResponseHead } from "./http1.ts";
+import { chunkedBody, fixedBody, untilClose } from "./http1_body.ts";
 import type { Claim, Connection, ConnectionPool } from "./pool.ts";
 import { classify, UpstreamError, type UpstreamFailure } from "./upstream_error.ts";
 

@@ -1,12 +1,12 @@
 /** The wire layer, table-driven: one row per response head or chunk line and its exact outcome. */
 import assert from "node:assert/strict";
 import {
-  chunkSize,
   isFieldName,
   isFieldValue,
   parseResponseHead,
   ProtocolError,
 } from "../../lib/proxy/http1.ts";
+import { chunkSize } from "../../lib/proxy/http1_body.ts";
 
 function head(text: string): Uint8Array {
   return Uint8Array.from(text, (c) => c.charCodeAt(0));
