@@ -2,43 +2,20 @@ import { adminHandler } from "../admin/admin.ts";
 import { Metrics } from "../admin/metrics.ts";
 import type { Config } from "../config/types.ts";
 import type { Logger } from "../log/logger.ts";
-import { Authenticator } from "../auth/authenticator.ts";
-import { buildMiddleware, type PhasedMiddleware } from "../plugins/registry.ts";
-import { tracing } from "../tracing/trace.ts";
-import {
-  discoveryEnabled,
-  type DiscoveryTuning,
-  KubernetesDiscovery,
-} from "../discovery/kubernetes.ts";
+import { type DiscoveryTuning } from "../discovery/kubernetes.ts";
 import type { JwksCachePolicy } from "../auth/jwks.ts";
-import type { RateLimitBackend } from "../middleware/rate_limit.ts";
-import { FailoverLimiter } from "../ratelimit/failover.ts";
-import { MemoryLimiter } from "../ratelimit/memory.ts";
-import { redisAddress, RedisLimiter } from "../ratelimit/redis.ts";
 import { errorResponse } from "../middleware/error_boundary.ts";
-import { CidrSet } from "../net/cidr.ts";
-import { clientAddress } from "../net/client_address.ts";
 import { GatewayError } from "../pipeline/errors.ts";
-import type { Middleware, RequestContext } from "../pipeline/types.ts";
+import type { Middleware } from "../pipeline/types.ts";
 import { Balancer } from "../proxy/balancer.ts";
 import { UpstreamHealth } from "../proxy/health.ts";
-import { HealthChecker } from "../proxy/health_check.ts";
 import { ServiceConcurrency } from "../proxy/in_flight.ts";
-import { settingsLookup } from "../proxy/settings.ts";
-import { requestIdFor } from "../proxy/headers.ts";
-import { proxy } from "../proxy/proxy.ts";
 import { UpstreamClient } from "../proxy/upstream_client.ts";
-import { type RouteEntry, type RoutingTable, tableFromConfig } from "../routing/table.ts";
-import { StateSwitch, type SwitchRuntime, type TableView } from "../snapshot/switch.ts";
-import { chainFor } from "./chain.ts";
-import { routesThatCannotServe } from "./route_problems.ts";
-import {
-  type ClientConnection,
-  listenFailure,
-  type ProxyListener,
-  startListener,
-} from "./listener.ts";
-import { requestTarget, type TargetChecked } from "./request_target.ts";
+import { type RoutingTable, tableFromConfig } from "../routing/table.ts";
+import { StateSwitch, type TableView } from "../snapshot/switch.ts";
+import { buildRuntime, type Runtime, type RuntimeDeps } from "./runtime.ts";
+import { newContext } from "./context.ts";
+import { listenFailure, type ProxyListener, startListener } from "./listener.ts";
 
 /** How to start a gateway; main.ts passes the real config and logger. */
 export interface GatewayOptions {
@@ -81,17 +58,6 @@ export interface Gateway {
   shutdown(): Promise<void>;
 }
 
-/** What one config builds; installed whole on reload, with the table compiled for it. */
-interface Runtime extends SwitchRuntime {
-  readonly config: Config;
-  readonly authenticator: Authenticator;
-  readonly limiter: RateLimitBackend & { close(): Promise<void> };
-  readonly discovery?: KubernetesDiscovery;
-  readonly trusted: CidrSet;
-  /** Active health checks of this config's static services, if any has them. */
-  readonly healthChecker?: HealthChecker;
-}
-
 /** Starts the proxy and admin listeners. */
 export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const { logger } = options;
@@ -128,100 +94,23 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     }
   });
 
-  /** Builds what `config` needs, reusing what an unchanged part of `previous` already has. */
-  async function build(config: Config, previous?: Runtime): Promise<Runtime> {
-    // What this build starts is released again when a later step fails, so
-    // a failed start or reload leaves no connection or timer behind.
-    await using undo = new AsyncDisposableStack();
-    const onFailure = (release: () => Promise<unknown>) =>
-      undo.defer(() => release().then(() => {}, () => {}));
-    const authenticator = await Authenticator.create(config.auth, {
-      env,
-      readFile: options.readFile ?? ((path) => Deno.readTextFileSync(path)),
-      now: options.now ?? Date.now,
-      logger,
-      jwksPolicy: options.jwksPolicy,
-    });
-    onFailure(() => authenticator.close());
-    const sameRedis = previous !== undefined &&
-      JSON.stringify(previous.config.redis) === JSON.stringify(config.redis);
-    const limiter = sameRedis
-      ? previous.limiter
-      : await buildLimiter(config, { env, logger, metrics });
-    if (!sameRedis) onFailure(() => limiter.close());
-    const discoveryOn = discoveryEnabled(config, env);
-    let discovery: KubernetesDiscovery | undefined;
-    if (discoveryOn) {
-      if (previous?.discovery?.serves(config)) {
-        discovery = previous.discovery;
-      } else {
-        const started: KubernetesDiscovery = await KubernetesDiscovery.start({
-          config,
-          // A provider only says that its objects changed; the switch ignores
-          // one that the runtime in force does not use.
-          onChange: () => live?.refresh(started),
-          logger,
-          metrics,
-          env,
-          tuning: options.discoveryTuning,
-        });
-        onFailure(() => started.stop());
-        // The first lists must succeed before this config serves. At start-up
-        // within DiscoveryTuning.firstSyncTimeoutMs (10 s): a gateway that
-        // cannot see its cluster says why and does not start, instead of
-        // answering 503 on /readyz forever. On reload within 30 s, while the
-        // old runtime keeps serving; a failure keeps it.
-        await started.untilSynced(previous === undefined ? undefined : RELOAD_SYNC_TIMEOUT_MS);
-        discovery = started;
-      }
-    }
-    for (const problem of routesThatCannotServe(config, { discoveryOn })) {
-      logger.warn("route_cannot_serve", {
-        route: problem.route,
-        reasons: problem.reasons,
-        message: problem.message,
-      });
-    }
-    const server = config.server;
-    const middlewareFor = await configuredMiddleware(config, logger);
-    const handlerFor = chainFor(
-      {
-        logger,
-        metrics,
-        accessLog: options.accessLog ?? true,
-        authenticator,
-        limiter,
-        middlewareFor,
-        tracing: optionalEnv(env, "OTEL_DENO") === "true" ? await tracing() : undefined,
-        extra: options.middleware ?? [],
-      },
-      proxy({
-        client,
-        balancer,
-        metrics,
-        logger,
-        maxBodyBytes: server.maxBodyBytes,
-        upstreamTimeoutMs: server.upstreamTimeoutMs,
-        upstreamBodyTimeoutMs: server.upstreamBodyTimeoutMs,
-        retryBufferBytes: server.retryBufferBytes,
-        health,
-        concurrency,
-        settingsFor: settingsLookup(config),
-      }),
-    );
-    const built: Runtime = {
-      config,
-      authenticator,
-      limiter,
-      discovery,
-      trusted: new CidrSet(server.trustedProxies),
-      handlerFor,
-      // Last: nothing after it can fail and leave its timers running.
-      healthChecker: HealthChecker.start(config, { health, metrics, logger }),
-    };
-    undo.move(); // built: nothing to release
-    return built;
-  }
+  const runtimeDeps: RuntimeDeps = {
+    env,
+    logger,
+    metrics,
+    client,
+    balancer,
+    health,
+    concurrency,
+    readFile: options.readFile,
+    now: options.now,
+    jwksPolicy: options.jwksPolicy,
+    discoveryTuning: options.discoveryTuning,
+    accessLog: options.accessLog,
+    middleware: options.middleware,
+    onDiscoveryChange: (discovery) => live?.refresh(discovery),
+  };
+  const build = (config: Config, previous?: Runtime) => buildRuntime(config, previous, runtimeDeps);
 
   const listen = options.config.server;
   let draining = false;
@@ -416,43 +305,6 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   };
 }
 
-const RELOAD_SYNC_TIMEOUT_MS = 30_000;
-
-/** An environment switch that may be read only with --allow-env: unreadable counts as unset. */
-function optionalEnv(env: (name: string) => string | undefined, name: string): string | undefined {
-  try {
-    return env(name);
-  } catch {
-    return undefined;
-  }
-}
-
-/**
- * The config's middleware, built once per config: for each config route
- * the global ones then its own, by phase; routes from Service annotations
- * get the global ones only. The snapshot composes them into each route's
- * chain, so no request looks anything up.
- */
-async function configuredMiddleware(
-  config: Config,
-  logger: Logger,
-): Promise<(route: RouteEntry) => PhasedMiddleware> {
-  const deps = { logger, trustedProxies: config.server.trustedProxies };
-  const global = await buildMiddleware(config.middleware, deps);
-  const byRoute = new Map<string, PhasedMiddleware>();
-  for (const route of config.routes) {
-    if (route.middleware.length === 0) continue;
-    const own = await buildMiddleware(route.middleware, deps);
-    byRoute.set(route.id, {
-      beforeAuth: [...global.beforeAuth, ...own.beforeAuth],
-      afterAuth: [...global.afterAuth, ...own.afterAuth],
-    });
-  }
-  return function middlewareFor(route) {
-    return (route.source === "config" ? byRoute.get(route.id) : undefined) ?? global;
-  };
-}
-
 /** Resolves after `ms`, or at once when woken through `wakers` (shutdown). */
 function sleep(ms: number, wakers?: Set<() => void>): Promise<void> {
   return new Promise((resolve) => {
@@ -464,87 +316,4 @@ function sleep(ms: number, wakers?: Set<() => void>): Promise<void> {
     const timer = setTimeout(wake, ms);
     wakers?.add(wake);
   });
-}
-
-/**
- * Redis when configured (with the failure mode around it), else the
- * in-memory limiter, which is exact for this instance only.
- */
-async function buildLimiter(
-  config: Config,
-  deps: { env: (name: string) => string | undefined; logger: Logger; metrics: Metrics },
-): Promise<RateLimitBackend & { close(): Promise<void> }> {
-  const local = new MemoryLimiter({
-    maxBytes: config.server.memoryLimiterMaxBytes,
-    metrics: deps.metrics,
-  });
-  const redis = config.redis;
-  if (redis === undefined) return local;
-  const url = redis.url ?? deps.env(redis.urlEnv!) ?? "";
-  // Logged as host:port only: the URL may carry the password.
-  const address = redisAddress(url);
-  let connectedOnce = false;
-  // Connection events may come before the failover limiter exists.
-  let failover: FailoverLimiter | undefined = undefined;
-  let earlyFailure: string | undefined;
-  const primary = await RedisLimiter.create({
-    url,
-    timeoutMs: redis.timeoutMs,
-    onState(state, reason) {
-      if (state === "ready") {
-        deps.logger.info("redis_connected", { address, reconnect: connectedOnce });
-        connectedOnce = true;
-        failover?.reportAvailable();
-      } else if (failover !== undefined) {
-        failover.reportUnavailable(reason ?? "connection failed");
-      } else {
-        earlyFailure ??= reason;
-      }
-    },
-  });
-  failover = new FailoverLimiter({
-    primary,
-    fallback: local,
-    mode: redis.failureMode,
-    logger: deps.logger,
-    metrics: deps.metrics,
-    address,
-  });
-  if (earlyFailure !== undefined) failover.reportUnavailable(earlyFailure);
-  // A short, bounded wait: a Redis that refuses is reported before
-  // gateway_started (not at the first request), and a reachable one is ready
-  // for the first request. The gateway starts either way: failure_mode applies.
-  await primary.firstAttempt(Math.max(1000, redis.timeoutMs) + 250);
-  return failover;
-}
-
-function newContext(
-  request: Request,
-  client: ClientConnection,
-  table: RoutingTable,
-  trusted: CidrSet,
-): RequestContext & TargetChecked {
-  // request.url keeps the request target as sent (dot-segments, escapes and
-  // all); the WHATWG URL parser would resolve them before we could refuse
-  // them. The path comes from the target only, never from the Host header.
-  const { rawPath, query, refusal } = requestTarget(request, client.localAddr);
-  const peerAddress = client.remoteAddr.hostname;
-  const peerTrusted = trusted.contains(peerAddress);
-  return {
-    request,
-    startedAt: performance.now(),
-    requestId: requestIdFor(request.headers.get("x-request-id")),
-    peerAddress,
-    peerTrusted,
-    clientAddress: peerTrusted
-      ? clientAddress(peerAddress, trusted, request.headers.get("x-forwarded-for"))
-      : peerAddress,
-    table,
-    rawPath,
-    query,
-    path: rawPath,
-    encodedPath: rawPath,
-    bytesIn: 0,
-    targetRefusal: refusal,
-  };
 }
