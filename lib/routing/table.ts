@@ -42,8 +42,21 @@ export interface RouteEntry {
 }
 
 /**
- * An immutable routing snapshot. Discovery builds a new one and swaps it in
- * whole; a request keeps the one it started with.
+ * A routing table as plain data: structured-cloneable, so a worker thread
+ * can receive it from the main thread and rebuild the same table
+ * (`RoutingTable.fromData`), while the live objects built from it
+ * (matchers, handlers, pools) stay where they were built.
+ */
+export interface TableData {
+  readonly version: number;
+  readonly routes: readonly RouteEntry[];
+  /** Each service under every name it is known by (a Service of the default namespace: twice). */
+  readonly services: readonly (readonly [string, ServiceEntry])[];
+}
+
+/**
+ * An immutable routing snapshot. The state switch builds a new one and
+ * swaps it in whole; a request keeps the one it started with.
  */
 export class RoutingTable {
   /** Routes sorted by prefix, for display. */
@@ -71,6 +84,16 @@ export class RoutingTable {
     }
     this.#root = buildTrie(exact, (segment) => segment);
     if (folding.length > 0) this.#folded = buildTrie(folding, foldCase);
+  }
+
+  /** The table's plain data (see TableData). */
+  toData(): TableData {
+    return { version: this.version, routes: this.routes, services: [...this.services] };
+  }
+
+  /** The table that `data` (possibly a structured clone from another thread) describes. */
+  static fromData(data: TableData): RoutingTable {
+    return new RoutingTable(data.routes, new Map(data.services), data.version);
   }
 
   /**

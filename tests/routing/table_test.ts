@@ -358,3 +358,31 @@ Deno.test("a request-pinned table is unaffected by a swap", () => {
   assert.equal(matchedId(state.current, "/users/1"), "users-v2");
   assert.equal(matchedId(state.current, "/admin"), "admin");
 });
+
+Deno.test("a table's data survives structuredClone, and the table rebuilt from it matches the same", () => {
+  const original = new RoutingTable(
+    [
+      route("users", "/users", "users"),
+      { ...route("admin", "/admin", "admin"), caseInsensitive: true, authRequired: true },
+      route("root", "/", "web"),
+    ],
+    new Map([
+      ["users", serviceEntry("users", "kubernetes", [{ url: "http://127.0.0.2:80", ready: true }])],
+      [
+        "users.default",
+        serviceEntry("users", "kubernetes", [{ url: "http://127.0.0.2:80", ready: true }]),
+      ],
+    ]),
+    7,
+  );
+  const copy = RoutingTable.fromData(structuredClone(original.toData()));
+  assert.equal(copy.version, 7);
+  for (const path of ["/users/1", "/ADMIN/x", "/other", "/usersX"]) {
+    assert.equal(copy.match(path)?.id, original.match(path)?.id, path);
+  }
+  assert.deepEqual(copy.service("users.default")?.ready, [{
+    url: "http://127.0.0.2:80",
+    ready: true,
+  }]);
+  assert.deepEqual(copy.toData(), original.toData());
+});
