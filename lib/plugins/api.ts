@@ -25,6 +25,12 @@ export interface PluginDeps {
   readonly logger: Logger;
   /** Client-address checks honour these (already parsed), for plugins that filter by address. */
   readonly trustedProxies: readonly string[];
+  /**
+   * Registers what releases this instance (a timer, a connection): it runs
+   * when the config the instance was built for is retired (after a reload,
+   * at shutdown), or at once when a later step of that build fails.
+   */
+  readonly onClose: (release: () => void | Promise<void>) => void;
 }
 
 /**

@@ -212,6 +212,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     await old.healthChecker?.stop();
     // Once shutting down, nothing waits: the drain already gave requests their time.
     if (delayMs > 0 && !draining) await sleep(delayMs, pendingSleeps);
+    await old.closePlugins();
     await old.authenticator.close();
     if (old.limiter !== next?.limiter) await old.limiter.close();
   }

@@ -43,6 +43,8 @@ export interface Runtime extends SwitchRuntime {
   readonly trusted: CidrSet;
   /** Active health checks of this config's static services, if any has them. */
   readonly healthChecker?: HealthChecker;
+  /** Releases what this config's plugin instances registered with `onClose`. */
+  closePlugins(): Promise<void>;
 }
 
 /** What building a runtime uses that outlives runtimes (shared by every config). */
@@ -124,7 +126,18 @@ export async function buildRuntime(
     });
   }
   const server = config.server;
-  const middlewareFor = await configuredMiddleware(config, logger);
+  // What plugin instances register to release themselves: run on retirement, or on failure below.
+  const plugins = new AsyncDisposableStack();
+  onFailure(() => plugins.disposeAsync());
+  const middlewareFor = await configuredMiddleware(config, logger, (release) => {
+    plugins.defer(async () => {
+      try {
+        await release();
+      } catch (error) {
+        logger.warn("plugin_close_failed", { error });
+      }
+    });
+  });
   const handlerFor = chainFor(
     {
       logger,
@@ -157,6 +170,7 @@ export async function buildRuntime(
     discovery,
     trusted: new CidrSet(server.trustedProxies),
     handlerFor,
+    closePlugins: () => plugins.disposeAsync(),
     // Last: nothing after it can fail and leave its timers running.
     healthChecker: HealthChecker.start(config, { health, metrics, logger }),
   };
@@ -184,8 +198,9 @@ function optionalEnv(env: (name: string) => string | undefined, name: string): s
 async function configuredMiddleware(
   config: Config,
   logger: Logger,
+  onClose: (release: () => void | Promise<void>) => void,
 ): Promise<(route: RouteEntry) => PhasedMiddleware> {
-  const deps = { logger, trustedProxies: config.server.trustedProxies };
+  const deps = { logger, trustedProxies: config.server.trustedProxies, onClose };
   const global = await buildMiddleware(config.middleware, deps);
   const byRoute = new Map<string, PhasedMiddleware>();
   for (const route of config.routes) {

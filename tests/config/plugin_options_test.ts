@@ -91,13 +91,15 @@ Deno.test("built-ins still check plain options through the plugin API", () => {
   assert.deepEqual(cors.validateOptions?.({ allow_origins: ["*"] }), []);
   const logger = { info() {}, warn() {}, error() {}, debug() {} } as never;
   assert.throws(
-    () => BUILTIN_PLUGINS.timeout.createMiddleware({}, { logger, trustedProxies: [] }),
+    () =>
+      BUILTIN_PLUGINS.timeout.createMiddleware({}, { logger, trustedProxies: [], onClose() {} }),
     /timeout: upstream_timeout_ms: must be a whole number from 1 to 3600000/,
   );
   assert.equal(
     typeof BUILTIN_PLUGINS.timeout.createMiddleware({ upstream_timeout_ms: 5 }, {
       logger,
       trustedProxies: [],
+      onClose() {},
     }),
     "function",
   );

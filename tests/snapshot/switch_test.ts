@@ -173,3 +173,57 @@ async function redisClients(port: number): Promise<number> {
     conn.close();
   }
 }
+
+Deno.test("plugin instances are released: at once when a later step of their build fails, and when their config retires at shutdown", async () => {
+  const upstream = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    () => new Response("ok"),
+  );
+  await Deno.mkdir("tests/.tmp", { recursive: true });
+  const dir = await Deno.makeTempDir({ dir: `${Deno.cwd()}/tests/.tmp`, prefix: "plugins-" });
+  const counted = `${dir}/counted.ts`;
+  const throwing = `${dir}/throwing.ts`;
+  // Each instance keeps a timer running until released, as a real plugin might.
+  await Deno.writeTextFile(
+    counted,
+    `const state = (globalThis as Record<string, unknown>).vanguardPluginTest as { open: number };
+export const plugin = {
+  createMiddleware(_options: unknown, deps: { onClose(release: () => void): void }) {
+    state.open++;
+    const timer = setInterval(() => {}, 1000);
+    deps.onClose(() => { clearInterval(timer); state.open--; });
+    return (_ctx: unknown, next: () => Promise<Response>) => next();
+  },
+};
+`,
+  );
+  await Deno.writeTextFile(
+    throwing,
+    `export const plugin = { createMiddleware() { throw new Error("cannot start"); } };\n`,
+  );
+  const state = { open: 0 };
+  (globalThis as Record<string, unknown>).vanguardPluginTest = state;
+  const yaml = (modules: string[]) => `
+services:
+  app: { urls: ["http://127.0.0.1:${upstream.addr.port}"] }
+middleware:
+${modules.map((module) => `  - module: ${module}`).join("\n")}
+routes:
+  - { id: app, path_prefix: /, service_name: app }
+`;
+  const gw = await startTestGateway(yaml([counted]));
+  try {
+    assert.equal(state.open, 1);
+    const failed = await gw.gateway.reload(configFrom(yaml([counted, throwing])));
+    assert.equal(failed.ok, false);
+    // The instance the failed build made is gone; the running one stays.
+    assert.equal(state.open, 1);
+    assert.equal(await (await fetch(`${gw.url}/x`)).text(), "ok");
+  } finally {
+    await gw.close();
+    await upstream.shutdown();
+    delete (globalThis as Record<string, unknown>).vanguardPluginTest;
+    await Deno.remove(dir, { recursive: true });
+  }
+  assert.equal(state.open, 0, "the running config's instance is released at shutdown");
+});
