@@ -48,7 +48,12 @@ function routesBody(routing: TableView): unknown {
       const service = table.service(route.serviceName);
       return {
         id: route.id,
-        path_prefix: route.pathPrefix,
+        hosts: route.hosts ?? null,
+        match: { kind: route.pathKind ?? "prefix", value: route.pathPrefix },
+        path_prefix: route.pathKind === undefined ? route.pathPrefix : null,
+        methods: route.methods ?? null,
+        headers: route.headers ?? null,
+        query: route.query ?? null,
         service_name: route.serviceName,
         source: route.source,
         auth_required: route.authRequired,

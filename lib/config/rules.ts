@@ -9,8 +9,18 @@
 import { resolve } from "node:path";
 import ipaddr from "ipaddr.js";
 import { isMap, isScalar } from "yaml";
-import { type ListRefine, type Node, reject, report, type Walk } from "./schema.ts";
+import {
+  type Check,
+  INVALID,
+  type ListRefine,
+  type Node,
+  reject,
+  report,
+  type Walk,
+} from "./schema.ts";
 import { checkPathPrefix } from "../routing/path.ts";
+import { checkHostPattern, matchKey, patternProblem } from "../routing/match.ts";
+import type { ValueMatchConfig } from "./types.ts";
 import { CONSUMER_ID_RULE, isConsumerId } from "../auth/consumer.ts";
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -194,6 +204,123 @@ export function algorithm(value: string): string {
 export function pathPrefix(value: string): string {
   const checked = checkPathPrefix(value);
   return "problem" in checked ? reject(checked.problem) : checked.prefix;
+}
+
+/** A route's `path_exact`: a path canonicalizePath() could produce, kept as written. */
+export function pathExact(value: string): string {
+  const checked = checkPathPrefix(value);
+  return "problem" in checked ? reject(checked.problem) : value;
+}
+
+/** A `path_regex` or a header/query `regex`: valid, and safe from catastrophic backtracking. */
+export function safeRegex(value: string): string {
+  const problem = patternProblem(value);
+  return problem === undefined ? value : reject(problem);
+}
+
+/** A `hosts:` entry, lowercase: a DNS name, optionally `*.` then a DNS name. */
+export function hostPattern(value: string): string {
+  const checked = checkHostPattern(value);
+  return "problem" in checked ? reject(checked.problem) : checked.host;
+}
+
+/** A `methods:` entry: an RFC 9110 token, uppercase (methods compare case-sensitively). */
+export function httpMethod(value: string): string {
+  if (HEADER_TOKEN.test(value)) return value.toUpperCase();
+  return reject(`must be an HTTP method such as GET or POST, got ${JSON.stringify(value)}`);
+}
+
+/** A header match's `name`, lowercase (header names compare case-insensitively). */
+export function headerMatchName(value: string): string {
+  return headerName(value).toLowerCase();
+}
+
+/**
+ * A route mapping with exactly one of `keys` (the path kinds): none, or two,
+ * is a problem at the route, or at the second key.
+ */
+export function exactlyOne<T>(keys: readonly string[], check: Check<T>): Check<T> {
+  const names = keys.join(", ");
+  return function checkExactlyOne(node, path, walk) {
+    const before = walk.problems.length;
+    if (isMap(node)) {
+      const given = node.items.filter((pair) =>
+        isScalar(pair.key) && keys.includes(String(pair.key.value))
+      );
+      if (given.length === 0) {
+        report(walk, { node, field: path, message: `needs exactly one of ${names}` });
+      }
+      for (const extra of given.slice(1)) {
+        const name = String((extra.key as { value: unknown }).value);
+        report(walk, {
+          node: extra.key as Node,
+          field: `${path}.${name}`,
+          message: `cannot be combined with ${
+            String((given[0].key as { value: unknown }).value)
+          }: a route has exactly one of ${names}`,
+        });
+      }
+    }
+    const result = check(node, path, walk);
+    return walk.problems.length === before ? result : INVALID;
+  };
+}
+
+/** What {@linkcode uniqueMatches} reads of a validated route. */
+interface MatchedRoute {
+  readonly id?: string;
+  readonly pathPrefix?: string;
+  readonly pathExact?: string;
+  readonly pathRegex?: string;
+  readonly caseInsensitive?: boolean;
+  readonly hosts?: readonly string[];
+  readonly methods?: readonly string[];
+  readonly headers?: readonly ValueMatchConfig[];
+  readonly query?: readonly ValueMatchConfig[];
+}
+
+/**
+ * Warns about a route whose whole match (hosts, path, methods, headers,
+ * query) repeats an earlier route's: the earlier one always wins, so the
+ * later one never serves. Routes that share a path but differ in anything
+ * else are fine.
+ */
+export function uniqueMatches<T extends MatchedRoute>(): ListRefine<T> {
+  return function checkUniqueMatches(items, { nodes, path, walk }) {
+    const seen = new Map<string, { index: number; id: string }>();
+    items.forEach((item, index) => {
+      if (item === INVALID) return;
+      const id = item.id ?? defaultRouteId(index);
+      const key = matchKey({
+        hosts: item.hosts,
+        pathKind: item.pathExact !== undefined
+          ? "exact"
+          : item.pathRegex !== undefined
+          ? "regex"
+          : undefined,
+        pathPrefix: item.pathExact ?? item.pathRegex ?? item.pathPrefix ?? "/",
+        caseInsensitive: item.caseInsensitive,
+        methods: item.methods,
+        headers: item.headers,
+        query: item.query,
+      });
+      const first = seen.get(key);
+      if (first === undefined) {
+        seen.set(key, { index, id });
+        return;
+      }
+      report(walk, {
+        node: nodes[index],
+        field: `${path}[${index}]`,
+        message: `route ${JSON.stringify(id)} matches exactly what route ${
+          JSON.stringify(first.id)
+        } (${path}[${first.index}]) matches: ${JSON.stringify(first.id)} always wins, so ${
+          JSON.stringify(id)
+        } never serves a request`,
+        warning: true,
+      });
+    });
+  };
 }
 
 // ---- cross-item rules ---------------------------------------------------------------------------

@@ -145,8 +145,23 @@ export interface HealthCheckConfig {
 /** One entry of `routes:`. */
 export interface RouteConfig {
   readonly id: string;
-  /** Canonical: starts with `/`, no trailing slash except the root `/`. */
-  readonly pathPrefix: string;
+  /**
+   * Canonical: starts with `/`, no trailing slash except the root `/`.
+   * Exactly one of pathPrefix, pathExact and pathRegex is set.
+   */
+  readonly pathPrefix?: string;
+  /** The whole path, as canonicalized requests spell it (a trailing slash counts). */
+  readonly pathExact?: string;
+  /** A regex matching the whole path (as if anchored with `^...$`); checked safe at load. */
+  readonly pathRegex?: string;
+  /** Lowercase host names, `*.example.com` for a wildcard; absent: any host. */
+  readonly hosts?: readonly string[];
+  /** Uppercase; absent: any method. */
+  readonly methods?: readonly string[];
+  /** Header matches, all required (names lowercase). */
+  readonly headers?: readonly ValueMatchConfig[];
+  /** Query parameter matches, all required. */
+  readonly query?: readonly ValueMatchConfig[];
   readonly serviceName: string;
   readonly authRequired: boolean;
   readonly stripPrefix: boolean;
@@ -157,6 +172,16 @@ export interface RouteConfig {
   /** This route's own middleware, after the global ones. */
   readonly middleware: readonly MiddlewareSpec[];
   readonly rateLimit?: RateLimitConfig;
+}
+
+/** A `routes[i].headers` or `routes[i].query` entry: exactly one of value, regex, present. */
+export interface ValueMatchConfig {
+  readonly name: string;
+  readonly value?: string;
+  /** Matches the whole value; checked safe at load. */
+  readonly regex?: string;
+  /** Set only as true (false is refused at load). */
+  readonly present?: boolean;
 }
 
 /** `routes[i].rate_limit:` */

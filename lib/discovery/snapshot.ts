@@ -5,6 +5,7 @@
  */
 import type { Config, RateLimitConfig } from "../config/types.ts";
 import { CONSUMER_IDENTIFIER } from "../middleware/rate_limit.ts";
+import { matchKey } from "../routing/match.ts";
 import { checkPathPrefix } from "../routing/path.ts";
 import {
   countSegments,
@@ -111,11 +112,14 @@ export function buildSnapshot(
   }
 
   const routes: RouteEntry[] = [...base.routes];
-  const taken = new Set(routes.map((route) => route.pathPrefix));
+  // Letter case aside: a case-insensitive config prefix takes the annotation's place too.
+  const keyOf = (route: RouteEntry) => matchKey({ ...route, caseInsensitive: false });
+  const taken = new Set(routes.map(keyOf));
   for (const route of annotated) {
-    // A route in config.yaml wins over an annotation for the same prefix.
-    if (taken.has(route.pathPrefix)) continue;
-    taken.add(route.pathPrefix);
+    // A route in config.yaml wins over an annotation that matches the same (a plain prefix).
+    const key = keyOf(route);
+    if (taken.has(key)) continue;
+    taken.add(key);
     routes.push(route);
   }
   return { table: new RoutingTable(routes, services, version), warnings };

@@ -1,12 +1,15 @@
 import { GatewayError } from "../pipeline/errors.ts";
 import type { Middleware } from "../pipeline/types.ts";
+import { requestHost } from "../routing/match.ts";
 import { canonicalizePath, isRejection } from "../routing/path.ts";
 
 /**
  * Decodes and normalizes the path once, then finds the route on the pinned
  * table. Everything after this link (auth, limits, the proxy) reads
  * `ctx.path` / `ctx.encodedPath`, never the raw URL, so no two links can
- * disagree on which path they saw.
+ * disagree on which path they saw. When some route matches on hosts,
+ * methods, headers or query, the table gets those from the request too; the
+ * host is the authority of `request.url` (see requestHost()).
  */
 export function matchRoute(): Middleware {
   return function matchRoute(ctx, next) {
@@ -16,7 +19,16 @@ export function matchRoute(): Middleware {
     }
     ctx.path = canonical.path;
     ctx.encodedPath = canonical.encoded;
-    const route = ctx.table.match(canonical.path);
+    const table = ctx.table;
+    // A table of plain prefixes needs nothing but the path: no host parsing, no allocation.
+    const route = table.conditional
+      ? table.match(canonical.path, {
+        host: requestHost(ctx.request.url),
+        method: ctx.request.method,
+        headers: ctx.request.headers,
+        query: ctx.query,
+      })
+      : table.match(canonical.path);
     if (route === undefined) {
       return Promise.reject(new GatewayError(404, "route_not_found", "No route matches this path"));
     }

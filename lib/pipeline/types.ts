@@ -20,6 +20,8 @@ export interface RequestContext {
   readonly peerTrusted: boolean;
   /** The client address: the peer, or the left-most untrusted X-Forwarded-For hop behind trusted peers. */
   readonly clientAddress: string;
+  /** Whether the request came over TLS to this gateway (`server.tls`). */
+  readonly secure?: boolean;
   /** The routing table pinned when the request arrived. */
   readonly table: RoutingTable;
   /** Request target as sent, without the query: `/users/%41`. */

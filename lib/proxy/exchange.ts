@@ -34,6 +34,8 @@ export interface UpstreamRequest {
   readonly bodyTimeoutMs?: number;
   /** Open a new connection instead of reusing a pooled one. */
   readonly fresh?: boolean;
+  /** PEM CA certificates an https origin is verified against (`ca_file`); undefined: the system roots. */
+  readonly caCerts?: readonly string[];
   /** Fail with `body_too_large` once the request body exceeds this. */
   readonly maxBodyBytes: number;
   /** Called with the running total of request body bytes sent. */

@@ -82,7 +82,8 @@ export function upstreamHeaders(ctx: RequestContext): Record<string, string> {
   });
   const prior = out["x-forwarded-for"];
   out["x-forwarded-for"] = prior ? `${prior}, ${ctx.peerAddress}` : ctx.peerAddress;
-  out["x-forwarded-proto"] ??= "http";
+  // A trusted proxy's value stands (it saw the client's scheme); else our own listener's.
+  out["x-forwarded-proto"] ??= ctx.secure ? "https" : "http";
   const host = source.get("host");
   if (host !== null) out["x-forwarded-host"] = host;
   out["x-request-id"] = ctx.requestId;

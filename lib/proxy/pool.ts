@@ -16,6 +16,8 @@ export interface Origin {
   readonly hostname: string;
   readonly port: number;
   readonly secure: boolean;
+  /** PEM CA certificates an https origin is verified against; undefined: the system roots. */
+  readonly caCerts?: readonly string[];
 }
 
 /** One connection to an origin; it counts in the origin's limit until it closes. */
@@ -96,6 +98,8 @@ export class ConnectionPool {
   readonly #open = new Map<string, number>();
   readonly #waiters = new Map<string, Waiter[]>();
   readonly #origins = new Map<string, Origin>();
+  readonly #caIds = new WeakMap<readonly string[], number>();
+  #lastCaId = 0;
   readonly #maxIdle: number;
   readonly #maxConnections: number;
   readonly #idleTimeoutMs: number;
@@ -111,23 +115,42 @@ export class ConnectionPool {
     Deno.unrefTimer(this.#sweeper);
   }
 
-  /** `origin` (e.g. `http://10.0.0.7:8080`) parsed, from a cache. */
-  origin(origin: string): Origin {
-    let parsed = this.#origins.get(origin);
+  /**
+   * `origin` (e.g. `http://10.0.0.7:8080`) parsed, from a cache. An https
+   * origin verified against `caCerts` is pooled apart from the same origin
+   * verified otherwise: a connection is only reused under the trust it was
+   * verified with.
+   */
+  origin(origin: string, caCerts?: readonly string[]): Origin {
+    const key = caCerts === undefined || !origin.startsWith("https:")
+      ? origin
+      : `${origin} ca#${this.#caId(caCerts)}`;
+    let parsed = this.#origins.get(key);
     if (parsed === undefined) {
       const url = new URL(origin);
       const secure = url.protocol === "https:";
       parsed = {
-        key: origin,
+        key,
         host: url.host,
         hostname: url.hostname.replace(/^\[|\]$/g, ""),
         port: Number(url.port || (secure ? 443 : 80)),
         secure,
+        caCerts: secure ? caCerts : undefined,
       };
       if (this.#origins.size > 10_000) this.#origins.clear();
-      this.#origins.set(origin, parsed);
+      this.#origins.set(key, parsed);
     }
     return parsed;
+  }
+
+  /** A number per CA list (one list per service per config build). */
+  #caId(caCerts: readonly string[]): number {
+    let id = this.#caIds.get(caCerts);
+    if (id === undefined) {
+      id = ++this.#lastCaId;
+      this.#caIds.set(caCerts, id);
+    }
+    return id;
   }
 
   /** The most recently used idle connection to `origin` that is still fresh, if any. */
@@ -269,9 +292,35 @@ export class ConnectionPool {
   }
 }
 
+/** Why an https upstream's certificate was refused; nothing was sent to it. */
+export class TlsVerifyError extends Error {
+  constructor(message: string, options: { cause: unknown }) {
+    super(message, options);
+    this.name = "TlsVerifyError";
+  }
+}
+
 async function connect(origin: Origin): Promise<Deno.Conn> {
   const { hostname, port } = origin;
-  if (origin.secure) return await Deno.connectTls({ hostname, port });
+  if (origin.secure) {
+    const caCerts = origin.caCerts === undefined ? undefined : [...origin.caCerts];
+    const conn = await Deno.connectTls({ hostname, port, caCerts });
+    // The handshake now, before any byte of the request: an upstream whose
+    // certificate does not verify gets nothing, and the failure says why.
+    try {
+      await conn.handshake();
+    } catch (error) {
+      try {
+        conn.close();
+      } catch { /* already closed */ }
+      const message = error instanceof Error ? error.message : String(error);
+      if (/certificate|UnknownIssuer|NotValidForName|BadSignature|Expired/i.test(message)) {
+        throw new TlsVerifyError(`TLS certificate not accepted: ${message}`, { cause: error });
+      }
+      throw error;
+    }
+    return conn;
+  }
   const conn = await Deno.connect({ hostname, port });
   // A request head and its body go out in separate writes: without this,
   // Nagle's algorithm and the peer's delayed ACK hold the body back ~40 ms.

@@ -192,6 +192,7 @@ export function proxy(deps: ProxyDeps): ProxyFactory {
               headersTimeoutMs,
               bodyTimeoutMs,
               fresh,
+              caCerts: settings.caCerts,
               maxBodyBytes,
               onBodyBytes: (total) => ctx.bytesIn = total,
             });

@@ -7,6 +7,8 @@ export interface UpstreamSettings {
   readonly maxInFlight?: number;
   /** Extra attempts for idempotent requests without a body. */
   readonly retries: number;
+  /** The PEM certificates of `ca_file`, for https endpoints; undefined: the system roots. */
+  readonly caCerts?: readonly string[];
 }
 
 /** The settings of a service that `services:` does not mention (the config defaults). */
@@ -32,6 +34,10 @@ export function settingsLookup(config: Config): (serviceName: string) => Upstrea
         passiveHealth: service.passiveHealth,
         maxInFlight: service.maxInFlight,
         retries: service.retries,
+        // Read once per config build: a changed file applies on the next reload.
+        caCerts: service.caFile === undefined
+          ? undefined
+          : Object.freeze([Deno.readTextFileSync(service.caFile)]),
       }),
     );
   }

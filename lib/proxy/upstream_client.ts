@@ -66,7 +66,7 @@ export class UpstreamClient {
 
   /** Sends `req`; resolves once response headers arrive, rejects with UpstreamError before that. */
   async send(req: UpstreamRequest): Promise<UpstreamResponse> {
-    const origin = this.#pool.origin(req.origin);
+    const origin = this.#pool.origin(req.origin, req.caCerts);
     // Refused before anything is sent: a header that would break the request head.
     const head = requestHead(req, origin.host);
     const exchange = new Exchange(req, this.#parts);

@@ -3,6 +3,7 @@
  * upstream client rejects with, and the mapping from what Deno throws.
  */
 import { ProtocolError } from "./http1.ts";
+import { TlsVerifyError } from "./pool.ts";
 
 /** Why an upstream exchange failed before a response started. */
 export type UpstreamFailure =
@@ -14,7 +15,8 @@ export type UpstreamFailure =
   | "body_too_large"
   | "protocol"
   | "denied"
-  | "invalid_request";
+  | "invalid_request"
+  | "tls";
 
 /** An upstream exchange that failed before response headers arrived. */
 export class UpstreamError extends Error {
@@ -55,6 +57,7 @@ export function classify(
   if (error instanceof ProtocolError) {
     return new UpstreamError("protocol", error.message, withCause);
   }
+  if (error instanceof TlsVerifyError) return new UpstreamError("tls", error.message, withCause);
   if (error instanceof Deno.errors.ConnectionRefused) {
     return new UpstreamError("refused", "connection refused", withCause);
   }

@@ -8,12 +8,15 @@ export interface ClientConnection {
   readonly remoteAddr: Deno.NetAddr;
   /** The address the client connected to (Deno derives `request.url` from it when there is no Host). */
   readonly localAddr: Deno.NetAddr;
+  /** Whether the connection speaks TLS (the proxy listener with `server.tls`). */
+  readonly secure?: boolean;
 }
 
 /** One client connection and what the sweep needs to judge it. */
 export class Client implements ClientConnection {
   readonly remoteAddr: Deno.NetAddr;
   readonly localAddr: Deno.NetAddr;
+  readonly secure: boolean;
   readonly kill = new KillSwitch();
   readonly acceptedAt: number;
   server: Deno.HttpServer<Deno.NetAddr> | undefined;
@@ -34,9 +37,10 @@ export class Client implements ClientConnection {
     if (--this.inFlight === 0) this.idleSince = performance.now();
   };
 
-  constructor(conn: Deno.Conn, now: number) {
+  constructor(conn: Deno.Conn, now: number, secure = false) {
     this.remoteAddr = conn.remoteAddr as Deno.NetAddr;
     this.localAddr = conn.localAddr as Deno.NetAddr;
+    this.secure = secure;
     this.acceptedAt = now;
   }
 }

@@ -26,6 +26,7 @@ export function newContext(
     requestId: requestIdFor(request.headers.get("x-request-id")),
     peerAddress,
     peerTrusted,
+    secure: client.secure === true,
     clientAddress: peerTrusted
       ? clientAddress(peerAddress, trusted, request.headers.get("x-forwarded-for"))
       : peerAddress,

@@ -25,6 +25,13 @@ export interface DenoInternals {
     close(rid: number): void;
     readonly internalRidSymbol: symbol;
   };
+  /**
+   * The key of Deno.listenTls's unstable SNI option: a callback from the
+   * client hello's server name ("" for none) to `{ cert, key }`. Deno calls
+   * it once per distinct name for the listener's lifetime and keeps the
+   * answer (Deno 2.9.6), so a new certificate needs a new listener.
+   */
+  readonly resolverSymbol?: symbol;
 }
 
 /** `Deno[Deno.internal]` when it has what the listener needs, else undefined. */

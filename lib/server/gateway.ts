@@ -16,6 +16,8 @@ import { StateSwitch, type TableView } from "../snapshot/switch.ts";
 import { buildRuntime, type Runtime, type RuntimeDeps } from "./runtime.ts";
 import { newContext } from "./context.ts";
 import { listenFailure, type ProxyListener, startListener } from "./listener.ts";
+import { httpsRedirect } from "./redirect.ts";
+import { TlsCertificates } from "./tls.ts";
 
 /** How to start a gateway; main.ts passes the real config and logger. */
 export interface GatewayOptions {
@@ -24,7 +26,13 @@ export interface GatewayOptions {
   /** Custom middleware, run after auth and rate limiting, just before the proxy. */
   readonly middleware?: readonly Middleware[];
   /** Overrides for the listen addresses (tests pass port 0). */
-  readonly listen?: { port?: number; host?: string; adminPort?: number; adminHost?: string };
+  readonly listen?: {
+    port?: number;
+    host?: string;
+    adminPort?: number;
+    adminHost?: string;
+    redirectPort?: number;
+  };
   /** One JSON line per request (default true). */
   readonly accessLog?: boolean;
   /** Environment lookup for secrets named in the config (default Deno.env.get). */
@@ -37,12 +45,16 @@ export interface GatewayOptions {
   readonly jwksPolicy?: JwksCachePolicy;
   /** Kubernetes watch timing (tests shrink it). */
   readonly discoveryTuning?: Partial<DiscoveryTuning>;
+  /** How often the `server.tls` files are re-read, in milliseconds (default 2000). */
+  readonly tlsPollIntervalMs?: number;
 }
 
 /** A running gateway. */
 export interface Gateway {
   readonly proxyAddr: Deno.NetAddr;
   readonly adminAddr: Deno.NetAddr;
+  /** The `server.http_redirect_port` listener's address, when there is one. */
+  readonly redirectAddr?: Deno.NetAddr;
   /** The table in force (read-only: the state switch is its one writer). */
   readonly routing: TableView;
   readonly metrics: Metrics;
@@ -155,7 +167,22 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
 
   let proxyServer: ProxyListener;
   let opened: ProxyListener | undefined;
+  let redirectServer: ProxyListener | undefined;
+  let certificates: TlsCertificates | undefined;
+  const onError = (error: unknown) => {
+    logger.error("internal_error", { error });
+    return errorResponse(
+      { requestId: crypto.randomUUID() },
+      new GatewayError(500, "internal_error", "The gateway failed to handle this request"),
+    );
+  };
   try {
+    if (listen.tls !== undefined) {
+      certificates = new TlsCertificates(listen.tls, {
+        logger,
+        intervalMs: options.tlsPollIntervalMs,
+      });
+    }
     const proxyAt = {
       hostname: options.listen?.host ?? listen.host,
       port: options.listen?.port ?? listen.port,
@@ -172,13 +199,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         maxConnections: listen.maxConnections,
         logger,
         metrics,
-        onError(error) {
-          logger.error("internal_error", { error });
-          return errorResponse(
-            { requestId: crypto.randomUUID() },
-            new GatewayError(500, "internal_error", "The gateway failed to handle this request"),
-          );
-        },
+        onError,
+        tls: certificates,
       }, function serve(request, client) {
         // One read of the cell: a request runs entirely on the config and table it arrived under.
         const snapshot = live.current;
@@ -189,8 +211,33 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       throw listenFailure(error, proxyAt);
     }
     opened = proxyServer;
+    const redirectPort = options.listen?.redirectPort ?? listen.httpRedirectPort;
+    if (redirectPort !== undefined) {
+      const redirectAt = {
+        hostname: proxyAt.hostname,
+        port: redirectPort,
+        hostKey: "server.host",
+        portKey: "server.http_redirect_port",
+      };
+      const tlsPort = proxyServer.addr.port;
+      try {
+        redirectServer = startListener({
+          hostname: redirectAt.hostname,
+          port: redirectAt.port,
+          requestHeadTimeoutMs: listen.requestHeadTimeoutMs,
+          idleTimeoutMs: listen.idleTimeoutMs,
+          maxConnections: listen.maxConnections,
+          logger,
+          metrics,
+          onError,
+        }, httpsRedirect({ tlsPort: () => tlsPort }));
+      } catch (error) {
+        throw listenFailure(error, redirectAt);
+      }
+    }
   } catch (error) {
     // A port in use, say: undo what build() started, then say why.
+    certificates?.stop();
     await opened?.close();
     client.close();
     await runtime.healthChecker?.stop();
@@ -203,6 +250,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   logger.info("gateway_started", {
     proxy: `${proxyServer.addr.hostname}:${proxyServer.addr.port}`,
     admin: `${adminServer.addr.hostname}:${adminServer.addr.port}`,
+    tls: certificates !== undefined,
+    ...(redirectServer &&
+      { redirect: `${redirectServer.addr.hostname}:${redirectServer.addr.port}` }),
     routes: routing.current.routes.length,
     config: options.config.file,
   });
@@ -223,10 +273,22 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   function reload(config: Config): Promise<{ ok: true } | { ok: false; reason: string }> {
     const attempt = reloading.then(async () => {
       const old = runtime;
-      const moved = ["port", "host", "adminPort", "adminHost"].filter((key) =>
+      const moved = ["port", "host", "adminPort", "adminHost", "httpRedirectPort"].filter((key) =>
         config.server[key as keyof typeof config.server] !==
           old.config.server[key as keyof typeof old.config.server]
       );
+      // Turning TLS on or off changes what the listener is: a restart does it.
+      if ((config.server.tls === undefined) !== (certificates === undefined)) moved.push("tls");
+      let commitTls = () => {};
+      if (certificates !== undefined && config.server.tls !== undefined) {
+        try {
+          commitTls = certificates.stage(config.server.tls);
+        } catch (error) {
+          const reason = error instanceof Error ? error.message : String(error);
+          logger.error("config_reload_failed", { file: config.file, reason });
+          return { ok: false as const, reason };
+        }
+      }
       if (moved.length > 0) {
         logger.warn("config_reload_partial", {
           message: "Listen addresses change only on restart; the rest of the new config applies",
@@ -245,8 +307,10 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       // One swap: the new runtime with the table built for it.
       runtime = next;
       live.install(next);
+      commitTls();
       // Head and idle timeouts and the connection cap apply to open connections too.
       proxyServer.setBounds(config.server);
+      redirectServer?.setBounds(config.server);
       // Checks serve no in-flight request: two checkers would only probe twice.
       await old.healthChecker?.stop();
       // The old discovery's events are ignored from now on; stop its watches.
@@ -276,14 +340,18 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     const graceOver = new Promise<"timeout">((resolve) => {
       timer = setTimeout(() => resolve("timeout"), grace * 1000);
     });
+    certificates?.stop();
     const result = await Promise.race([
-      proxyServer.shutdown().then(() => "drained" as const),
+      Promise.all([proxyServer.shutdown(), redirectServer?.shutdown()]).then(() =>
+        "drained" as const
+      ),
       graceOver,
     ]);
     clearTimeout(timer);
     if (result === "timeout") logger.warn("shutdown_grace_expired", {});
     // Requests still running after the grace period are cut off.
     await proxyServer.close();
+    await redirectServer?.close();
     client.close();
     for (const wake of pendingSleeps) wake();
     await retiring;
@@ -296,6 +364,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   return {
     proxyAddr: proxyServer.addr,
     adminAddr: adminServer.addr,
+    redirectAddr: redirectServer?.addr,
     routing,
     metrics,
     get config() {

@@ -22,6 +22,16 @@
  * the 101; see `UpgradeGuard` (upgrade_guard.ts) for how sessions are kept
  * open, and for the rare case where that fails.
  *
+ * With `tls` the listener is a Deno.listenTls one (ALPN h2 and http/1.1;
+ * the per-connection server speaks HTTP/2 on a TlsConn that negotiated h2)
+ * and the same bounds apply; a TLS handshake counts as part of the first
+ * request head. Certificates are chosen per client hello through Deno's
+ * unstable SNI resolver option when present. Deno keeps each name's answer
+ * for the listener's lifetime, so a certificate change (or many distinct
+ * names) opens a new listener on the same port (SO_REUSEPORT) and closes
+ * the old one: open connections are untouched, new ones get the new
+ * certificate (see docs/tls.md for the one race).
+ *
  * Without the internal API (another Deno version) it falls back to plain
  * Deno.serve, unbounded, and says so once (`listener_unbounded`).
  */
@@ -30,6 +40,7 @@ import type { Logger } from "../log/logger.ts";
 import { Client, type ClientConnection } from "./client_connection.ts";
 import { type DenoInternals, denoInternals } from "./deno_internals.ts";
 import { closeSocket, UpgradeGuard } from "./upgrade_guard.ts";
+import type { CertificateSource } from "./tls.ts";
 
 export type { ClientConnection };
 export { listenFailure } from "./listen_failure.ts";
@@ -60,6 +71,8 @@ export interface ListenerOptions extends ConnectionBounds {
    * forces the unbounded Deno.serve fallback (tests).
    */
   readonly internals?: DenoInternals | null;
+  /** Present: HTTPS with these certificates (HTTP/1.1 and HTTP/2 by ALPN). */
+  readonly tls?: CertificateSource;
 }
 
 /** A running proxy listener. */
@@ -106,9 +119,13 @@ class BoundedListener implements ProxyListener {
   readonly #options: ListenerOptions;
   readonly #internals: DenoInternals;
   readonly #handler: ClientHandler;
-  readonly #listener: Deno.TcpListener;
+  #listener: Deno.Listener;
   readonly #clients = new Set<Client>();
-  readonly #accepting: Promise<void>;
+  /** One accept loop per listener opened (a certificate change opens another). */
+  readonly #accepting = new Set<Promise<void>>();
+  /** Distinct server names the current TLS listener's resolver was asked for. */
+  #namesAsked = 0;
+  #renewing: Promise<void> = Promise.resolve();
   #bounds: ConnectionBounds;
   #sweeper: ReturnType<typeof setInterval> | undefined;
   #stopping = false;
@@ -128,10 +145,99 @@ class BoundedListener implements ProxyListener {
       stopping: () => this.#stopping,
       closed: (client) => this.#forget(client),
     });
-    this.#listener = Deno.listen({ hostname: options.hostname, port: options.port });
-    this.addr = this.#listener.addr;
+    this.#listener = this.#open(options.port);
+    this.addr = this.#listener.addr as Deno.NetAddr;
     this.#startSweeper();
-    this.#accepting = this.#acceptLoop();
+    this.#startAccepting(this.#listener);
+    options.tls?.onChange(() => this.#renew("certificates_changed"));
+  }
+
+  #open(port: number): Deno.Listener {
+    const { hostname, tls } = this.#options;
+    if (tls === undefined) return Deno.listen({ hostname, port });
+    const resolverSymbol = this.#internals.resolverSymbol;
+    const tlsOptions: Deno.ListenTlsOptions & Record<symbol, unknown> = {
+      hostname,
+      port,
+      alpnProtocols: ["h2", "http/1.1"],
+    };
+    // A later listener on this port takes over when the certificates change.
+    if (REUSE_PORT) tlsOptions.reusePort = true;
+    if (resolverSymbol === undefined) {
+      // No SNI: the default pair for every client.
+      return Deno.listenTls({ ...tlsOptions, ...tls.select("") });
+    }
+    this.#namesAsked = 0;
+    tlsOptions[resolverSymbol] = (serverName: string) => {
+      // Deno keeps every answer for the listener's lifetime: bound that memory.
+      if (++this.#namesAsked === MAX_SERVER_NAMES) {
+        queueMicrotask(() => this.#renew("server_names"));
+      }
+      return tls.select(serverName);
+    };
+    return Deno.listenTls(tlsOptions as unknown as Deno.ListenTlsOptions & Deno.TlsCertifiedKeyPem);
+  }
+
+  /** Opens a new listener on the same port and closes the old one; open connections stay. */
+  #renew(why: string): void {
+    this.#renewing = this.#renewing.then(() => this.#renewNow(why));
+  }
+
+  async #renewNow(why: string): Promise<void> {
+    if (this.#stopping) return;
+    const port = this.addr.port;
+    const old = this.#listener;
+    if (REUSE_PORT) {
+      // Both listen for a moment; the old one's queue is all that can be lost.
+      let next: Deno.Listener;
+      try {
+        next = this.#open(port);
+      } catch (error) {
+        this.#options.logger.error("tls_reload_failed", {
+          reason: `cannot open a new listener on port ${port}: ${messageOf(error)}`,
+          message: "The listener keeps the certificates it had",
+        });
+        return;
+      }
+      this.#adopt(next, old);
+    } else {
+      // Without --unstable-net no second listener may share the port: close,
+      // then listen again as soon as the port is free (one event-loop turn
+      // here); a connection attempt in between is refused.
+      closeListener(old);
+      for (let attempt = 0; !this.#stopping; attempt++) {
+        try {
+          this.#adopt(this.#open(port), old);
+          break;
+        } catch (error) {
+          if (attempt === 10) {
+            this.#options.logger.error("listener_reopen_failed", {
+              port,
+              reason: messageOf(error),
+              message: "Retrying every second: no new client connection is accepted meanwhile",
+            });
+          }
+          await new Promise((resolve) => setTimeout(resolve, attempt < 10 ? attempt * 10 : 1000));
+        }
+      }
+    }
+    this.#options.logger.info("listener_renewed", { reason: why, port });
+  }
+
+  #adopt(next: Deno.Listener, old: Deno.Listener): void {
+    if (this.#stopping) {
+      closeListener(next);
+      return;
+    }
+    this.#listener = next;
+    this.#startAccepting(next);
+    closeListener(old);
+  }
+
+  #startAccepting(listener: Deno.Listener): void {
+    const loop = this.#acceptLoop(listener);
+    this.#accepting.add(loop);
+    loop.finally(() => this.#accepting.delete(loop));
   }
 
   setBounds(bounds: ConnectionBounds): void {
@@ -172,7 +278,9 @@ class BoundedListener implements ProxyListener {
       this.#listener.close();
     } catch { /* already closed */ }
     this.#wakeAccept?.();
-    await this.#accepting;
+    await this.#renewing;
+    closeListener(this.#listener);
+    await Promise.all(this.#accepting);
     const drained = new Promise<void>((resolve) => this.#drained = resolve);
     for (const client of this.#clients) {
       if (client.socket !== undefined) {
@@ -192,13 +300,17 @@ class BoundedListener implements ProxyListener {
     this.#stopSweeper();
   }
 
-  async #acceptLoop(): Promise<void> {
-    while (!this.#stopping) {
-      let conn: Deno.TcpConn;
+  async #acceptLoop(listener: Deno.Listener): Promise<void> {
+    while (!this.#stopping && listener === this.#listener) {
+      let conn: Deno.Conn;
       try {
-        conn = await this.#listener.accept();
+        conn = await listener.accept();
       } catch (error) {
-        if (this.#stopping || error instanceof Deno.errors.BadResource) return;
+        if (
+          this.#stopping || listener !== this.#listener || error instanceof Deno.errors.BadResource
+        ) {
+          return;
+        }
         // E.g. out of file descriptors: pause instead of spinning, keep accepting.
         this.#options.logger.warn("accept_failed", {
           message: error instanceof Error ? error.message : String(error),
@@ -232,8 +344,8 @@ class BoundedListener implements ProxyListener {
     }
   }
 
-  #serve(conn: Deno.TcpConn): void {
-    const client = new Client(conn, performance.now());
+  #serve(conn: Deno.Conn): void {
+    const client = new Client(conn, performance.now(), this.#options.tls !== undefined);
     const handler = this.#handler;
     const upgrades = this.#upgrades;
     function checkUpgrade(response: Response): Response | Promise<Response> {
@@ -342,6 +454,8 @@ class BoundedListener implements ProxyListener {
 }
 
 const ACCEPT_RETRY_MS = 100;
+/** Distinct TLS server names one listener answers before a new listener forgets them. */
+const MAX_SERVER_NAMES = 10_000;
 
 /**
  * How often the sweep runs: a tenth of the shorter timeout, between 10 ms
@@ -350,6 +464,24 @@ const ACCEPT_RETRY_MS = 100;
 function sweepTick(bounds: ConnectionBounds): number {
   const shorter = Math.min(bounds.requestHeadTimeoutMs, bounds.idleTimeoutMs);
   return Math.min(1000, Math.max(10, Math.floor(shorter / 10)));
+}
+
+/**
+ * Whether a second listener may share a port (SO_REUSEPORT): Deno.listenTls
+ * takes `reusePort` only under `--unstable-net` (and exits the process when
+ * given it without), which is on exactly when its unstable APIs exist.
+ */
+const REUSE_PORT =
+  typeof (Deno as unknown as Record<string, unknown>).listenDatagram === "function";
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+function closeListener(listener: Deno.Listener): void {
+  try {
+    listener.close();
+  } catch { /* already closed */ }
 }
 
 function closeQuietly(conn: Deno.Conn): void {
@@ -361,14 +493,18 @@ function closeQuietly(conn: Deno.Conn): void {
 /** Plain Deno.serve: what the gateway ran before, for a Deno without the internal API. */
 function serveUnbounded(options: ListenerOptions, handler: ClientHandler): ProxyListener {
   const abort = new AbortController();
+  // With TLS: the default pair only, read once (no SNI, no reload).
+  const pair = options.tls?.select("");
+  const secure = pair !== undefined;
   const server: Deno.HttpServer<Deno.NetAddr> = Deno.serve({
     hostname: options.hostname,
     port: options.port,
     signal: abort.signal,
     onListen() {},
     onError: options.onError,
+    ...pair,
   }, function serve(request, info) {
-    return handler(request, { remoteAddr: info.remoteAddr, localAddr: server.addr });
+    return handler(request, { remoteAddr: info.remoteAddr, localAddr: server.addr, secure });
   });
   let stopped: Promise<void> | undefined;
   return {

@@ -150,11 +150,11 @@ Deno.test("parseConfig() reports every problem with its line, column and field p
     "      period_seconds: abc", //                  15
   );
   assert.deepEqual(problems(text), [
-    `conf/gw.yaml:2:3: server.prot: unknown key "prot" (expected one of: port, host, admin_port, admin_host, trusted_proxies, max_body_bytes, upstream_timeout_ms, shutdown_grace_seconds, request_head_timeout_ms, idle_timeout_ms, max_connections, upstream_body_timeout_ms, retry_buffer_bytes, memory_limiter_max_bytes)`,
+    `conf/gw.yaml:2:3: server.prot: unknown key "prot" (expected one of: port, host, admin_port, admin_host, trusted_proxies, max_body_bytes, upstream_timeout_ms, shutdown_grace_seconds, request_head_timeout_ms, idle_timeout_ms, max_connections, upstream_body_timeout_ms, retry_buffer_bytes, memory_limiter_max_bytes, tls, http_redirect_port)`,
     "conf/gw.yaml:4:19: server.max_body_bytes: must be at least 0, got -1",
     "conf/gw.yaml:6:3: redis: needs one of: url, url_env",
     'conf/gw.yaml:6:17: redis.failure_mode: must be one of open, closed, local, got "sometimes"',
-    "conf/gw.yaml:8:5: routes[0].path_prefix: is required",
+    "conf/gw.yaml:8:5: routes[0]: needs exactly one of path_prefix, path_exact, path_regex",
     'conf/gw.yaml:12:20: routes[1].auth_required: must be a boolean (true or false), got string "yes"',
     'conf/gw.yaml:15:23: routes[1].rate_limit.period_seconds: must be an integer, got string "abc"',
   ]);
@@ -191,7 +191,7 @@ Deno.test("parseConfig() reports a YAML syntax error with its line", () => {
 Deno.test("parseConfig() reports duplicate keys and keeps validating", () => {
   assert.deepEqual(problems(yaml("server:", "  port: 1", "  port: 2", "  bogus: 3", ...ROUTE)), [
     'conf/gw.yaml:3:3: duplicate key "port"',
-    'conf/gw.yaml:4:3: server.bogus: unknown key "bogus" (expected one of: port, host, admin_port, admin_host, trusted_proxies, max_body_bytes, upstream_timeout_ms, shutdown_grace_seconds, request_head_timeout_ms, idle_timeout_ms, max_connections, upstream_body_timeout_ms, retry_buffer_bytes, memory_limiter_max_bytes)',
+    'conf/gw.yaml:4:3: server.bogus: unknown key "bogus" (expected one of: port, host, admin_port, admin_host, trusted_proxies, max_body_bytes, upstream_timeout_ms, shutdown_grace_seconds, request_head_timeout_ms, idle_timeout_ms, max_connections, upstream_body_timeout_ms, retry_buffer_bytes, memory_limiter_max_bytes, tls, http_redirect_port)',
   ]);
 });
 
@@ -279,7 +279,7 @@ Deno.test("parseConfig() normalizes service urls to origins and rejects urls wit
       'conf/gw.yaml:5:9: services.a.urls[1]: must be an origin only (scheme://host[:port]), without path, query, fragment or credentials, got "http://user:pw@127.0.0.1:9001"',
       'conf/gw.yaml:6:9: services.a.urls[2]: must be an origin only (scheme://host[:port]), without path, query, fragment or credentials, got "http://127.0.0.1:9001?x=1"',
       'conf/gw.yaml:7:3: services.Not_Valid: invalid service name "Not_Valid": use lowercase letters, digits, "-" and "."',
-      'conf/gw.yaml:8:5: services.Not_Valid.url: unknown key "url" (expected one of: urls, passive_health, health_check, max_in_flight, retries)',
+      'conf/gw.yaml:8:5: services.Not_Valid.url: unknown key "url" (expected one of: urls, passive_health, health_check, max_in_flight, retries, ca_file)',
     ],
   );
 });
@@ -313,19 +313,29 @@ Deno.test("parseConfig() canonicalizes path prefixes and rejects unsafe ones", (
   ]);
 });
 
-Deno.test("parseConfig() rejects duplicate route ids and duplicate path prefixes on the later route", () => {
+Deno.test("parseConfig() rejects duplicate route ids on the later route", () => {
   assert.deepEqual(
     problems(yaml(
       ...SERVICE_A,
       "routes:",
       "  - { id: r, path_prefix: /a, service_name: a }",
-      "  - { id: r, path_prefix: /a/, service_name: a }",
+      "  - { id: r, path_prefix: /b, service_name: a }",
     )),
-    [
-      'conf/gw.yaml:6:11: routes[1].id: duplicate id "r" (already used by routes[0])',
-      'conf/gw.yaml:6:27: routes[1].path_prefix: duplicate path_prefix "/a" (already used by routes[0])',
-    ],
+    ['conf/gw.yaml:6:11: routes[1].id: duplicate id "r" (already used by routes[0])'],
   );
+});
+
+Deno.test("parseConfig() warns, naming both ids, about a route that matches exactly what an earlier one does", () => {
+  const { warnings } = load(yaml(
+    ...SERVICE_A,
+    "routes:",
+    "  - { id: first, path_prefix: /a, service_name: a }",
+    "  - { id: second, path_prefix: /a/, service_name: a }",
+    "  - { id: other-host, path_prefix: /a, hosts: [x.example], service_name: a }",
+  ));
+  assert.deepEqual(warnings, [
+    'conf/gw.yaml:6:5: routes[1]: route "second" matches exactly what route "first" (routes[0]) matches: "first" always wins, so "second" never serves a request',
+  ]);
 });
 
 Deno.test("parseConfig() reads redis, auth and rate limits with their defaults", () => {
