@@ -52,6 +52,27 @@ import {
 } from "./rules.ts";
 import { apiKeyEnv, distinctKeys, hmacSecretProblem, publicKeyFile, setEnv } from "./secrets.ts";
 import { middlewareSpec } from "./middleware_spec.ts";
+import { caFile, readablePemFile, tlsPairProblem } from "./tls_files.ts";
+
+/** One certificate chain and its key (`server.tls`, `server.tls.certificates[i]`). */
+const tlsPairFields = {
+  cert_file: required(text(readablePemFile)),
+  key_file: required(text(readablePemFile)),
+};
+
+function checkTlsPair(
+  pair: { certFile: string; keyFile: string },
+  refiner: { problem(key: string, message: string): void },
+  walk: { readFile(path: string): string },
+): void {
+  const problem = tlsPairProblem(walk.readFile(pair.certFile), walk.readFile(pair.keyFile));
+  if (problem !== undefined) refiner.problem(problem.file, problem.message);
+}
+
+const tlsSchema = object({
+  ...tlsPairFields,
+  certificates: defaulted(list(object(tlsPairFields, { refine: checkTlsPair })), []),
+}, { refine: checkTlsPair });
 
 const serverSchema = object({
   port: defaulted(integer(1, 65535), 8000),
@@ -68,10 +89,21 @@ const serverSchema = object({
   upstream_body_timeout_ms: optional(integer(1)),
   retry_buffer_bytes: defaulted(integer(0, 16 * 1024 * 1024), 65_536),
   memory_limiter_max_bytes: defaulted(integer(1024 * 1024), 64 * 1024 * 1024),
+  tls: section(tlsSchema),
+  http_redirect_port: optional(integer(1, 65535)),
 }, {
   refine(server, refiner) {
     if (server.adminPort === server.port) {
       refiner.problem("admin_port", `must differ from port (both are ${server.port})`);
+    }
+    const redirect = server.httpRedirectPort;
+    if (redirect !== undefined && server.tls === undefined) {
+      refiner.keyProblem("http_redirect_port", "needs server.tls: it redirects to the HTTPS port");
+    } else if (redirect === server.port || redirect === server.adminPort) {
+      refiner.problem(
+        "http_redirect_port",
+        `must differ from port and admin_port (got ${redirect})`,
+      );
     }
   },
 });
@@ -174,6 +206,7 @@ const serviceSchema = object({
   })),
   max_in_flight: optional(integer(1)),
   retries: defaulted(integer(0, 5), 0),
+  ca_file: optional(text(caFile)),
 }, {
   refine(service, refiner) {
     if (service.healthCheck !== undefined && service.urls === undefined) {

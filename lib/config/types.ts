@@ -42,6 +42,21 @@ export interface ServerConfig {
   readonly retryBufferBytes: number;
   /** Upper bound of the in-memory rate limiter's state, in bytes (estimated). */
   readonly memoryLimiterMaxBytes: number;
+  /** Present: the proxy listener speaks HTTPS (HTTP/1.1 and HTTP/2 by ALPN). */
+  readonly tls?: TlsConfig;
+  /** A plain-HTTP listener that answers every request with 308 to the HTTPS URL. */
+  readonly httpRedirectPort?: number;
+}
+
+/** A certificate chain and its private key, as absolute paths of PEM files. */
+export interface TlsPairConfig {
+  readonly certFile: string;
+  readonly keyFile: string;
+}
+
+/** `server.tls:` the default pair, and more pairs chosen by SNI. */
+export interface TlsConfig extends TlsPairConfig {
+  readonly certificates: readonly TlsPairConfig[];
 }
 
 /** How the limiter behaves while Redis is unreachable. */
@@ -118,6 +133,8 @@ export interface StaticService {
   readonly maxInFlight?: number;
   /** Extra attempts for idempotent requests without a body (0 to 5). */
   readonly retries: number;
+  /** Absolute path of a PEM CA bundle that https upstreams are verified against (else the system roots). */
+  readonly caFile?: string;
 }
 
 /** `services.<name>.passive_health:` */
