@@ -35,62 +35,33 @@
  * Without the internal API (another Deno version) it falls back to plain
  * Deno.serve, unbounded, and says so once (`listener_unbounded`).
  */
-import type { Metrics } from "../admin/metrics.ts";
-import type { Logger } from "../log/logger.ts";
 import { Client, type ClientConnection } from "./client_connection.ts";
 import { type DenoInternals, denoInternals } from "./deno_internals.ts";
 import { closeSocket, UpgradeGuard } from "./upgrade_guard.ts";
-import type { CertificateSource } from "./tls.ts";
+import type {
+  ClientHandler,
+  ConnectionBounds,
+  ListenerOptions,
+  ProxyListener,
+} from "./listener_types.ts";
+import {
+  closeListener,
+  closeQuietly,
+  messageOf,
+  openSocket,
+  REUSE_PORT,
+  serveUnbounded,
+} from "./proxy_socket.ts";
 
 export type { ClientConnection };
 export { listenFailure } from "./listen_failure.ts";
 
-/** Answers one request. */
-export type ClientHandler = (
-  request: Request,
-  client: ClientConnection,
-) => Response | Promise<Response>;
-
-/** The limits on client connections (`server.*` in the config). */
-export interface ConnectionBounds {
-  readonly requestHeadTimeoutMs: number;
-  readonly idleTimeoutMs: number;
-  readonly maxConnections: number;
-}
-
-/** How to start a {@linkcode ProxyListener}. */
-export interface ListenerOptions extends ConnectionBounds {
-  readonly hostname: string;
-  readonly port: number;
-  readonly logger: Logger;
-  readonly metrics: Metrics;
-  /** Answers a request whose handler threw, as Deno.serve's `onError` does. */
-  readonly onError: (error: unknown) => Response | Promise<Response>;
-  /**
-   * Deno's internals (default: looked up in `Deno[Deno.internal]`); `null`
-   * forces the unbounded Deno.serve fallback (tests).
-   */
-  readonly internals?: DenoInternals | null;
-  /** Present: HTTPS with these certificates (HTTP/1.1 and HTTP/2 by ALPN). */
-  readonly tls?: CertificateSource;
-}
-
-/** A running proxy listener. */
-export interface ProxyListener {
-  readonly addr: Deno.NetAddr;
-  /** False when Deno's internal API is missing and plain Deno.serve serves, without bounds. */
-  readonly bounded: boolean;
-  /** Applies new bounds (on reload); open connections are judged by them from the next sweep. */
-  setBounds(bounds: ConnectionBounds): void;
-  /**
-   * Stops accepting, closes idle connections (and half-sent heads) at once,
-   * lets in-flight requests finish, closes WebSocket sessions with 1001;
-   * resolves when every connection is closed.
-   */
-  shutdown(): Promise<void>;
-  /** Closes whatever is still open (after the grace period); WebSocket sessions only get their 1001. */
-  close(): Promise<void>;
-}
+export type {
+  ClientHandler,
+  ConnectionBounds,
+  ListenerOptions,
+  ProxyListener,
+} from "./listener_types.ts";
 
 /** The reasons of `vanguard_client_connections_closed_total`. */
 export const CLOSE_REASONS = ["head_timeout", "idle_timeout", "over_limit"] as const;
@@ -154,28 +125,19 @@ class BoundedListener implements ProxyListener {
 
   #open(port: number): Deno.Listener {
     const { hostname, tls } = this.#options;
-    if (tls === undefined) return Deno.listen({ hostname, port });
-    const resolverSymbol = this.#internals.resolverSymbol;
-    const tlsOptions: Deno.ListenTlsOptions & Record<symbol, unknown> = {
+    this.#namesAsked = 0;
+    return openSocket({
       hostname,
       port,
-      alpnProtocols: ["h2", "http/1.1"],
-    };
-    // A later listener on this port takes over when the certificates change.
-    if (REUSE_PORT) tlsOptions.reusePort = true;
-    if (resolverSymbol === undefined) {
-      // No SNI: the default pair for every client.
-      return Deno.listenTls({ ...tlsOptions, ...tls.select("") });
-    }
-    this.#namesAsked = 0;
-    tlsOptions[resolverSymbol] = (serverName: string) => {
-      // Deno keeps every answer for the listener's lifetime: bound that memory.
-      if (++this.#namesAsked === MAX_SERVER_NAMES) {
-        queueMicrotask(() => this.#renew("server_names"));
-      }
-      return tls.select(serverName);
-    };
-    return Deno.listenTls(tlsOptions as unknown as Deno.ListenTlsOptions & Deno.TlsCertifiedKeyPem);
+      tls,
+      resolverSymbol: this.#internals.resolverSymbol,
+      // Deno keeps every resolver answer for the listener's lifetime: bound that memory.
+      onServerName: () => {
+        if (++this.#namesAsked === MAX_SERVER_NAMES) {
+          queueMicrotask(() => this.#renew("server_names"));
+        }
+      },
+    });
   }
 
   /** Opens a new listener on the same port and closes the old one; open connections stay. */
@@ -464,60 +426,4 @@ const MAX_SERVER_NAMES = 10_000;
 function sweepTick(bounds: ConnectionBounds): number {
   const shorter = Math.min(bounds.requestHeadTimeoutMs, bounds.idleTimeoutMs);
   return Math.min(1000, Math.max(10, Math.floor(shorter / 10)));
-}
-
-/**
- * Whether a second listener may share a port (SO_REUSEPORT): Deno.listenTls
- * takes `reusePort` only under `--unstable-net` (and exits the process when
- * given it without), which is on exactly when its unstable APIs exist.
- */
-const REUSE_PORT =
-  typeof (Deno as unknown as Record<string, unknown>).listenDatagram === "function";
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
-function closeListener(listener: Deno.Listener): void {
-  try {
-    listener.close();
-  } catch { /* already closed */ }
-}
-
-function closeQuietly(conn: Deno.Conn): void {
-  try {
-    conn.close();
-  } catch { /* already closed */ }
-}
-
-/** Plain Deno.serve: what the gateway ran before, for a Deno without the internal API. */
-function serveUnbounded(options: ListenerOptions, handler: ClientHandler): ProxyListener {
-  const abort = new AbortController();
-  // With TLS: the default pair only, read once (no SNI, no reload).
-  const pair = options.tls?.select("");
-  const secure = pair !== undefined;
-  const server: Deno.HttpServer<Deno.NetAddr> = Deno.serve({
-    hostname: options.hostname,
-    port: options.port,
-    signal: abort.signal,
-    onListen() {},
-    onError: options.onError,
-    ...pair,
-  }, function serve(request, info) {
-    return handler(request, { remoteAddr: info.remoteAddr, localAddr: server.addr, secure });
-  });
-  let stopped: Promise<void> | undefined;
-  return {
-    addr: server.addr,
-    bounded: false,
-    setBounds() {},
-    shutdown: () => stopped ??= server.shutdown(),
-    async close() {
-      // Once a graceful shutdown has begun, the server's resource is gone and
-      // an abort would throw (uncaught): nothing more can be cut off then.
-      if (stopped !== undefined) return;
-      abort.abort();
-      await server.finished.catch(() => {});
-    },
-  };
 }
