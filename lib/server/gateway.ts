@@ -15,7 +15,12 @@ import { type RoutingTable, tableFromConfig } from "../routing/table.ts";
 import { StateSwitch, type TableView } from "../snapshot/switch.ts";
 import { buildRuntime, type Runtime, type RuntimeDeps } from "./runtime.ts";
 import { newContext } from "./context.ts";
-import { listenFailure, type ProxyListener, startListener } from "./listener.ts";
+import {
+  type ClientHandler,
+  listenFailure,
+  type ProxyListener,
+  startListener,
+} from "./listener.ts";
 import { httpsRedirect } from "./redirect.ts";
 import { TlsCertificates } from "./tls.ts";
 
@@ -189,51 +194,48 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       hostKey: "server.host",
       portKey: "server.port",
     };
-    try {
-      // Bounded client connections (head and idle timeouts, a cap); see listener.ts.
-      proxyServer = startListener({
-        hostname: proxyAt.hostname,
-        port: proxyAt.port,
-        requestHeadTimeoutMs: listen.requestHeadTimeoutMs,
-        idleTimeoutMs: listen.idleTimeoutMs,
-        maxConnections: listen.maxConnections,
-        logger,
-        metrics,
-        onError,
-        tls: certificates,
-      }, function serve(request, client) {
-        // One read of the cell: a request runs entirely on the config and table it arrived under.
-        const snapshot = live.current;
-        const ctx = newContext(request, client, snapshot.table, snapshot.runtime.trusted);
-        return snapshot.handler(ctx);
-      });
-    } catch (error) {
-      throw listenFailure(error, proxyAt);
-    }
-    opened = proxyServer;
-    const redirectPort = options.listen?.redirectPort ?? listen.httpRedirectPort;
-    if (redirectPort !== undefined) {
-      const redirectAt = {
-        hostname: proxyAt.hostname,
-        port: redirectPort,
-        hostKey: "server.host",
-        portKey: "server.http_redirect_port",
-      };
-      const tlsPort = proxyServer.addr.port;
+    // Bounded client connections (head and idle timeouts, a cap), for the
+    // proxy and the redirect listener alike; see listener.ts.
+    const bounded = (
+      at: typeof proxyAt,
+      handler: ClientHandler,
+      tls?: TlsCertificates,
+    ): ProxyListener => {
       try {
-        redirectServer = startListener({
-          hostname: redirectAt.hostname,
-          port: redirectAt.port,
+        return startListener({
+          hostname: at.hostname,
+          port: at.port,
           requestHeadTimeoutMs: listen.requestHeadTimeoutMs,
           idleTimeoutMs: listen.idleTimeoutMs,
           maxConnections: listen.maxConnections,
           logger,
           metrics,
           onError,
-        }, httpsRedirect({ tlsPort: () => tlsPort }));
+          tls,
+        }, handler);
       } catch (error) {
-        throw listenFailure(error, redirectAt);
+        throw listenFailure(error, at);
       }
+    };
+    proxyServer = bounded(proxyAt, function serve(request, client) {
+      // One read of the cell: a request runs entirely on the config and table it arrived under.
+      const snapshot = live.current;
+      const ctx = newContext(request, client, snapshot.table, snapshot.runtime.trusted);
+      return snapshot.handler(ctx);
+    }, certificates);
+    opened = proxyServer;
+    const redirectPort = options.listen?.redirectPort ?? listen.httpRedirectPort;
+    if (redirectPort !== undefined) {
+      const tlsPort = proxyServer.addr.port;
+      redirectServer = bounded(
+        {
+          hostname: proxyAt.hostname,
+          port: redirectPort,
+          hostKey: "server.host",
+          portKey: "server.http_redirect_port",
+        },
+        httpsRedirect({ tlsPort: () => tlsPort }),
+      );
     }
   } catch (error) {
     // A port in use, say: undo what build() started, then say why.
