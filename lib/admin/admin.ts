@@ -1,5 +1,7 @@
 import type { TableView } from "../snapshot/switch.ts";
 import type { Metrics } from "./metrics.ts";
+import type { RouteEntry } from "../routing/table.ts";
+import type { HeaderChanges } from "../config/types.ts";
 
 /** What the admin endpoints report on. */
 export interface AdminDeps {
@@ -54,7 +56,17 @@ function routesBody(routing: TableView): unknown {
         methods: route.methods ?? null,
         headers: route.headers ?? null,
         query: route.query ?? null,
-        service_name: route.serviceName,
+        service_name: route.serviceName || null,
+        backends: (route.backends ??
+          (route.serviceName ? [{ serviceName: route.serviceName, weight: 1 }] : []))
+          .map((backend) => ({
+            service_name: backend.serviceName,
+            weight: backend.weight,
+            ready_endpoints: table.service(backend.serviceName)?.ready.length ?? 0,
+            ...(backend.unresolved !== undefined ? { unresolved: backend.unresolved } : {}),
+          })),
+        sticky: route.sticky ?? null,
+        filters: routeFilters(route),
         source: route.source,
         auth_required: route.authRequired,
         strip_prefix: route.stripPrefix,
@@ -80,6 +92,42 @@ function routesBody(routing: TableView): unknown {
       };
     }),
   };
+}
+
+/** A route's filters, in the config's own key names; null when it has none. */
+function routeFilters(route: RouteEntry): Record<string, unknown> | null {
+  const out: Record<string, unknown> = {};
+  const redirect = route.redirect;
+  if (redirect !== undefined) {
+    out.redirect = {
+      scheme: redirect.scheme ?? null,
+      host: redirect.host ?? null,
+      port: redirect.port ?? null,
+      path: redirect.path ?? null,
+      path_prefix: redirect.pathPrefix ?? null,
+      status: redirect.status,
+    };
+  }
+  if (route.rewrite !== undefined) {
+    out.rewrite = {
+      host: route.rewrite.host ?? null,
+      path: route.rewrite.path ?? null,
+      path_prefix: route.rewrite.pathPrefix ?? null,
+    };
+  }
+  if (route.mirror !== undefined) {
+    out.mirror = { service_name: route.mirror.serviceName, percent: route.mirror.percent };
+  }
+  const changes = (c: HeaderChanges) => ({
+    set: Object.fromEntries(c.set),
+    add: Object.fromEntries(c.add),
+    remove: c.remove,
+  });
+  if (route.requestHeaders !== undefined) out.request_headers = changes(route.requestHeaders);
+  if (route.responseHeaders !== undefined) out.response_headers = changes(route.responseHeaders);
+  if (route.timeoutMs !== undefined) out.timeout_ms = route.timeoutMs;
+  if (route.preserveHost) out.preserve_host = true;
+  return Object.keys(out).length === 0 ? null : out;
 }
 
 function json(status: number, body: unknown, extra: Record<string, string> = {}): Response {

@@ -195,6 +195,16 @@ export class Metrics {
     "Requests answered 503 because the service had max_in_flight requests in flight, by service.",
     ["service"],
   );
+  readonly mirrorRequests = new Counter(
+    "vanguard_mirror_requests_total",
+    "Mirrored copies of requests, by route and outcome (sent, failed, skipped: too many in flight or a body over the buffer).",
+    ["route", "outcome"],
+  );
+  readonly mirrorInFlight = new Gauge(
+    "vanguard_mirror_in_flight",
+    "Mirrored copies of requests in flight (bounded; more are skipped).",
+    [],
+  );
   readonly healthCheckFailures = new Counter(
     "vanguard_health_check_failures_total",
     "Failed active health checks (error, timeout, or a status other than 2xx/3xx), by service.",
@@ -306,6 +316,8 @@ export class Metrics {
       this.upstreamEjected,
       this.upstreamRetries,
       this.upstreamOverloaded,
+      this.mirrorRequests,
+      this.mirrorInFlight,
       this.healthCheckFailures,
       this.rateLimitRejected,
       this.rateLimitAdmitted,

@@ -24,27 +24,18 @@ import {
   algorithm,
   all,
   cidr,
-  clientIdentifier,
   consumerId,
   defaultRouteId,
   dnsLabel,
-  exactlyOne,
   filePath,
-  headerMatchName,
   headerName,
-  hostPattern,
-  httpMethod,
   httpUrl,
   nonEmpty,
   originUrl,
-  pathExact,
-  pathPrefix,
   probePath,
   redisUrl,
   routeId,
-  safeRegex,
   serviceName,
-  serviceRef,
   sha256,
   tolerant,
   unique,
@@ -52,6 +43,7 @@ import {
 } from "./rules.ts";
 import { apiKeyEnv, distinctKeys, hmacSecretProblem, publicKeyFile, setEnv } from "./secrets.ts";
 import { middlewareSpec } from "./middleware_spec.ts";
+import { routeSchema } from "./route_schema.ts";
 import { caFile, readablePemFile, tlsPairProblem } from "./tls_files.ts";
 
 /** One certificate chain and its key (`server.tls`, `server.tls.certificates[i]`). */
@@ -217,62 +209,6 @@ const serviceSchema = object({
     }
   },
 });
-
-/** A `headers:` or `query:` entry of a route (`name` checked by `name`). */
-function valueMatchSchema(name: (value: string) => string) {
-  return object({
-    name: required(text(name)),
-    value: optional(text<string>()),
-    regex: optional(text(safeRegex)),
-    present: optional(boolean()),
-  }, {
-    exclusive: [["value", "regex", "present"]],
-    refine(entry, refiner) {
-      if (entry.present === false) {
-        refiner.problem("present", "must be true (leave the entry out to accept any request)");
-      }
-    },
-  });
-}
-
-const PATH_KINDS = ["path_prefix", "path_exact", "path_regex"];
-
-const routeSchema = exactlyOne(
-  PATH_KINDS,
-  object({
-    id: optional(text(routeId)),
-    hosts: optional(list(text(hostPattern), { nonEmpty: true })),
-    path_prefix: optional(text(pathPrefix)),
-    path_exact: optional(text(pathExact)),
-    path_regex: optional(text(safeRegex)),
-    methods: optional(list(text(httpMethod), { nonEmpty: true })),
-    headers: optional(list(valueMatchSchema(headerMatchName), { nonEmpty: true })),
-    query: optional(list(valueMatchSchema(nonEmpty), { nonEmpty: true })),
-    service_name: required(text(serviceRef)),
-    auth_required: defaulted(boolean(), false),
-    strip_prefix: defaulted(boolean(), false),
-    case_insensitive: defaulted(boolean(), false),
-    forward_credentials: defaulted(boolean(), false),
-    middleware: defaulted(list(middlewareSpec), []),
-    rate_limit: section(object({
-      requests_per_period: required(integer(1)),
-      period_seconds: required(integer(1, 86400)),
-      client_identifier: defaulted(text(clientIdentifier), "IP"),
-    })),
-  }, {
-    refine(route, refiner) {
-      // A regex has no prefix to strip, and no letter case to fold that the pattern could not say.
-      if (route.pathRegex === undefined) return;
-      if (route.stripPrefix) refiner.keyProblem("strip_prefix", "cannot be used with path_regex");
-      if (route.caseInsensitive) {
-        refiner.keyProblem(
-          "case_insensitive",
-          "cannot be used with path_regex (write the pattern to accept both cases)",
-        );
-      }
-    },
-  }),
-);
 
 /** The whole config file. */
 export const configSchema = object({

@@ -224,6 +224,29 @@ export function hostPattern(value: string): string {
   return "problem" in checked ? reject(checked.problem) : checked.host;
 }
 
+/** A host name to send or redirect to (`rewrite.host`, `redirect.host`): no wildcard, no port. */
+export function hostName(value: string): string {
+  const checked = checkHostPattern(value);
+  if ("problem" in checked) return reject(checked.problem);
+  if (checked.host.startsWith("*.")) {
+    return reject(`must be one host name, not a wildcard, got ${JSON.stringify(value)}`);
+  }
+  return checked.host;
+}
+
+/** `redirect.scheme`. */
+export function redirectScheme(value: string): "http" | "https" {
+  if (value === "http" || value === "https") return value;
+  return reject(`must be http or https, got ${JSON.stringify(value)}`);
+}
+
+/** The problem with a `redirect.status`, if any. */
+export function redirectStatus(status: number): string | undefined {
+  return [301, 302, 303, 307, 308].includes(status)
+    ? undefined
+    : `must be one of 301, 302, 303, 307, 308, got ${status}`;
+}
+
 /** A `methods:` entry: an RFC 9110 token, uppercase (methods compare case-sensitively). */
 export function httpMethod(value: string): string {
   if (HEADER_TOKEN.test(value)) return value.toUpperCase();

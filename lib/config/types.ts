@@ -179,7 +179,26 @@ export interface RouteConfig {
   readonly headers?: readonly ValueMatchConfig[];
   /** Query parameter matches, all required. */
   readonly query?: readonly ValueMatchConfig[];
-  readonly serviceName: string;
+  /** The one service (v1). Exactly one of serviceName, backends and redirect is set. */
+  readonly serviceName?: string;
+  /** A weighted split over several services. */
+  readonly backends?: readonly BackendConfig[];
+  /** Which backend a client sticks to (only with backends). */
+  readonly sticky?: StickyConfig;
+  /** The route answers with a redirect itself; no backend. */
+  readonly redirect?: RedirectConfig;
+  /** What the upstream request's path and Host become. */
+  readonly rewrite?: RewriteConfig;
+  /** A copy of some requests to another service, its answer discarded. */
+  readonly mirror?: MirrorConfig;
+  /** This route's upstream timeout (until response headers); absent: the server's. */
+  readonly timeoutMs?: number;
+  /** Send the client's Host upstream instead of the endpoint's host:port. */
+  readonly preserveHost: boolean;
+  /** Header changes on the upstream request. */
+  readonly requestHeaders?: HeaderChanges;
+  /** Header changes on the client's response. */
+  readonly responseHeaders?: HeaderChanges;
   readonly authRequired: boolean;
   readonly stripPrefix: boolean;
   /** Whether the path prefix matches regardless of letter case (for upstreams that ignore case). */
@@ -199,6 +218,71 @@ export interface ValueMatchConfig {
   readonly regex?: string;
   /** Set only as true (false is refused at load). */
   readonly present?: boolean;
+}
+
+/** A `routes[i].backends` entry. */
+export interface BackendConfig {
+  readonly serviceName: string;
+  /** 0 gets no traffic; each request picks a backend with probability weight / sum. */
+  readonly weight: number;
+}
+
+/** `routes[i].sticky:` exactly one of header and cookie (names as written). */
+export interface StickyConfig {
+  readonly header?: string;
+  readonly cookie?: string;
+}
+
+/** A redirect's status. */
+export type RedirectStatus = 301 | 302 | 303 | 307 | 308;
+
+/** `routes[i].redirect:` the parts of the request's URL to replace; at most one of path, pathPrefix. */
+export interface RedirectConfig {
+  readonly scheme?: "http" | "https";
+  /** Lowercase DNS name or IP address. */
+  readonly host?: string;
+  readonly port?: number;
+  /** Replaces the whole path. */
+  readonly path?: string;
+  /** Replaces the matched prefix (prefix routes only). */
+  readonly pathPrefix?: string;
+  readonly status: RedirectStatus;
+}
+
+/** `routes[i].rewrite:` at most one of path and pathPrefix. */
+export interface RewriteConfig {
+  /** The Host the upstream receives. */
+  readonly host?: string;
+  /** Replaces the whole path. */
+  readonly path?: string;
+  /** Replaces the matched prefix (prefix routes only); `/` is strip_prefix. */
+  readonly pathPrefix?: string;
+}
+
+/** `routes[i].mirror:` */
+export interface MirrorConfig {
+  readonly serviceName: string;
+  /** Share of requests copied, 0 to 100. */
+  readonly percent: number;
+}
+
+/** `set`/`add`/`remove` of the header modifiers; names lowercase. */
+export interface HeaderChanges {
+  readonly set: readonly (readonly [string, string])[];
+  readonly add: readonly (readonly [string, string])[];
+  readonly remove: readonly string[];
+}
+
+/** Every service a route may send to: its one service or its backends, and its mirror. */
+export function routeServices(route: {
+  readonly serviceName?: string;
+  readonly backends?: readonly { readonly serviceName: string }[];
+  readonly mirror?: { readonly serviceName: string };
+}): string[] {
+  const names = route.backends?.map((backend) => backend.serviceName) ??
+    (route.serviceName ? [route.serviceName] : []);
+  if (route.mirror !== undefined) names.push(route.mirror.serviceName);
+  return [...new Set(names)];
 }
 
 /** `routes[i].rate_limit:` */

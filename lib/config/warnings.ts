@@ -6,7 +6,7 @@
  */
 
 import { type Node, report, type Walk } from "./schema.ts";
-import type { Config } from "./types.ts";
+import { type Config, routeServices } from "./types.ts";
 
 /** Warnings for configs that load but would surprise their author at the first request. */
 export function warnAboutSurprises(config: Config, walk: Walk): void {
@@ -41,12 +41,19 @@ export function warnAboutSurprises(config: Config, walk: Walk): void {
       });
     }
     // An entry without urls only tunes a service that Kubernetes must provide.
-    const listed = Object.hasOwn(config.services, route.serviceName);
-    if ((!listed || config.services[route.serviceName].urls === undefined) && !discoveryOn) {
+    for (const name of routeServices(route)) {
+      const listed = Object.hasOwn(config.services, name);
+      if (listed && config.services[name].urls !== undefined || discoveryOn) continue;
+      const key = route.mirror?.serviceName === name && route.serviceName !== name &&
+          !route.backends?.some((backend) => backend.serviceName === name)
+        ? ["mirror", "service_name"]
+        : route.backends !== undefined
+        ? ["backends"]
+        : ["service_name"];
       report(walk, {
-        node: at(["routes", index, "service_name"]) ?? at(["routes", index]),
-        field: `${field}.service_name`,
-        message: `service ${JSON.stringify(route.serviceName)} ${
+        node: at(["routes", index, ...key]) ?? at(["routes", index]),
+        field: `${field}.${key.join(".")}`,
+        message: `service ${JSON.stringify(name)} ${
           listed ? "has no urls in services" : "is not defined in services"
         } and Kubernetes discovery may be off: requests answer 503 until it has endpoints`,
         warning: true,

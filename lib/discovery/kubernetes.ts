@@ -1,5 +1,5 @@
 import type { Metrics } from "../admin/metrics.ts";
-import type { Config } from "../config/types.ts";
+import { type Config, routeServices } from "../config/types.ts";
 import type { Logger } from "../log/logger.ts";
 import { type KubeAccess, loadKubeAccess } from "./kube_access.ts";
 import { ApiStatusError, describeFailure, ListWatch, type WatchTuning } from "./list_watch.ts";
@@ -40,13 +40,11 @@ export function discoveryEnabled(
 export function watchedNamespaces(config: Config): string[] {
   const namespaces = new Set([config.discovery.kubernetes?.namespace ?? "default"]);
   for (const route of config.routes) {
-    if (
-      Object.hasOwn(config.services, route.serviceName) && config.services[route.serviceName].urls
-    ) {
-      continue;
+    for (const name of routeServices(route)) {
+      if (Object.hasOwn(config.services, name) && config.services[name].urls) continue;
+      const dot = name.indexOf(".");
+      if (dot > 0) namespaces.add(name.slice(dot + 1));
     }
-    const dot = route.serviceName.indexOf(".");
-    if (dot > 0) namespaces.add(route.serviceName.slice(dot + 1));
   }
   return [...namespaces].sort();
 }

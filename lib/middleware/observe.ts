@@ -1,6 +1,7 @@
 import type { Metrics } from "../admin/metrics.ts";
 import type { Logger } from "../log/logger.ts";
 import type { BodyOutcome, Middleware, RequestContext } from "../pipeline/types.ts";
+import { requestHost } from "../routing/match.ts";
 
 /**
  * The outermost link: counts the request in /metrics and writes one access
@@ -50,8 +51,10 @@ function accessRecord(
   return {
     request_id: ctx.requestId,
     method: ctx.request.method,
+    host: ctx.request.headers.get("host") ?? requestHost(ctx.request.url) ?? null,
     path: ctx.rawPath,
     route: ctx.route?.id ?? "",
+    backend: ctx.backend ?? null,
     status,
     duration_ms: Math.round(seconds * 1e6) / 1e3,
     client: ctx.clientAddress,

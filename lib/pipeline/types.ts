@@ -51,6 +51,12 @@ export interface RequestContext {
   upstreamTimeoutMs?: number;
   /** This request's body limit, when a route's middleware sets one (else the server's). */
   maxBodyBytes?: number;
+  /** Replaces the request's body for the proxy (a mirror taps it); absent: `request.body`. */
+  requestBody?: ReadableStream<Uint8Array> | null;
+  /** The port of the listener the request came in on. */
+  readonly listenerPort?: number;
+  /** The service the proxy chose among the route's backends, for the access log. */
+  backend?: string;
   /** The endpoint the proxy chose, for the access log. */
   upstream?: string;
   /** Resolves when the response body has been sent (or failed); set by whoever streams it. */

@@ -16,6 +16,8 @@ import { classify, UpstreamError, type UpstreamFailure } from "./upstream_error.
 export interface UpstreamRequest {
   /** Origin, e.g. `http://10.0.0.7:8080`. */
   readonly origin: string;
+  /** The Host header; absent: the origin's host:port. */
+  readonly host?: string;
   readonly method: string;
   /** Encoded path plus query. */
   readonly path: string;

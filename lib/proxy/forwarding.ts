@@ -5,6 +5,7 @@
  */
 import { GatewayError } from "../pipeline/errors.ts";
 import type { RequestContext } from "../pipeline/types.ts";
+import { encodeSegment } from "../routing/path.ts";
 import { connectionNamed, isHopByHop } from "./headers.ts";
 
 /**
@@ -35,14 +36,96 @@ export function declaredLength(headers: Headers): number | undefined {
   return length;
 }
 
+/**
+ * The target the upstream receives: the canonical path, with a `rewrite`
+ * (or `strip_prefix`, which is `rewrite.path_prefix: /`) applied, then the
+ * query as the client sent it.
+ */
 export function upstreamPath(ctx: RequestContext): string {
   const route = ctx.route!;
-  let path = ctx.encodedPath;
-  if (route.stripPrefix && route.prefixSegments > 0) {
-    const segments = path.split("/");
-    path = "/" + segments.slice(1 + route.prefixSegments).join("/");
+  const rewrite = route.rewrite;
+  if (rewrite?.path !== undefined) return encodePath(rewrite.path) + ctx.query;
+  const replacement = rewrite?.pathPrefix ?? (route.stripPrefix ? "/" : undefined);
+  if (replacement === undefined || route.pathKind === "regex") return ctx.encodedPath + ctx.query;
+  return replacePrefix(ctx.encodedPath, route.prefixSegments, encodePath(replacement)) +
+    ctx.query;
+}
+
+/**
+ * `path` with its first `segments` segments replaced by `prefix` (canonical,
+ * no trailing slash): `/foo/bar` with 1 and `/xyz` is `/xyz/bar`, with `/`
+ * it is `/bar`; `/foo` becomes `/xyz`, `/foo/` becomes `/xyz/`.
+ */
+export function replacePrefix(path: string, segments: number, prefix: string): string {
+  const parts = path.split("/");
+  if (parts.length - 1 <= segments) return prefix;
+  const rest = parts.slice(1 + segments).join("/");
+  return prefix === "/" ? "/" + rest : `${prefix}/${rest}`;
+}
+
+/** A canonical config path (`/café/a b` is refused at load, `/café` is not) percent-encoded. */
+export function encodePath(path: string): string {
+  return path.split("/").map(encodeSegment).join("/");
+}
+
+/**
+ * The Host the upstream receives when it is not the endpoint's own
+ * host:port: `rewrite.host`, or the client's with `preserve_host`.
+ */
+export function upstreamHost(ctx: RequestContext): string | undefined {
+  const route = ctx.route!;
+  if (route.rewrite?.host !== undefined) return route.rewrite.host;
+  if (!route.preserveHost) return undefined;
+  return ctx.request.headers.get("host") ?? requestAuthority(ctx.request.url);
+}
+
+/** The authority of an absolute URL (`example.com:8443`), as written. */
+function requestAuthority(url: string): string | undefined {
+  const start = url.indexOf("://");
+  if (start === -1) return undefined;
+  const end = url.indexOf("/", start + 3);
+  const authority = url.slice(start + 3, end === -1 ? url.length : end);
+  return authority === "" ? undefined : authority;
+}
+
+/**
+ * A `Location` from the upstream, moved back under the route's prefix when
+ * the route replaced it (`strip_prefix`, `rewrite.path_prefix`): through
+ * `/static` stripped, the upstream's `/docs/` is the client's
+ * `/static/docs/`. A Location outside the replaced prefix, on another
+ * host, or not a URL stays as it is; one on the upstream's own authority
+ * (`upstreamAuthority`) becomes a path, as that authority means nothing
+ * to the client. Returns undefined when nothing changes.
+ */
+export function locationForClient(
+  ctx: RequestContext,
+  location: string,
+  upstreamAuthority: string,
+): string | undefined {
+  const route = ctx.route!;
+  const replacement = route.rewrite?.path === undefined
+    ? route.rewrite?.pathPrefix ?? (route.stripPrefix ? "/" : undefined)
+    : undefined;
+  if (replacement === undefined || route.pathKind !== undefined) return undefined;
+  let path = location;
+  if (!location.startsWith("/") || location.startsWith("//")) {
+    const scheme = location.indexOf("://");
+    if (scheme === -1 || !/^https?$/i.test(location.slice(0, scheme))) return undefined;
+    const end = location.indexOf("/", scheme + 3);
+    const authority = location.slice(scheme + 3, end === -1 ? location.length : end);
+    if (authority.toLowerCase() !== upstreamAuthority.toLowerCase()) return undefined;
+    path = end === -1 ? "/" : location.slice(end);
   }
-  return path + ctx.query;
+  const prefix = encodePath(replacement);
+  // The client's spelling of the matched prefix (a case-insensitive route may differ from the config's).
+  const matched = "/" + ctx.encodedPath.split("/").slice(1, 1 + route.prefixSegments).join("/");
+  if (prefix === "/") return matched === "/" ? path : matched + path;
+  const cut = path.search(/[?#]/);
+  const pathOnly = cut === -1 ? path : path.slice(0, cut);
+  if (pathOnly !== prefix && !pathOnly.startsWith(prefix + "/")) {
+    return path === location ? undefined : path;
+  }
+  return matched + path.slice(prefix.length);
 }
 
 /** Header overrides with lower-case names (plugins may write `X-Tenant`). */

@@ -1,324 +1,141 @@
+/**
+ * The end of a route's chain: it picks one of the route's backends (by
+ * weight, or sticky by a header or cookie), starts the route's mirror, and
+ * moves an upstream `Location` back under the route's prefix. Everything
+ * about a route and its services is resolved once per snapshot.
+ */
 import { GatewayError } from "../pipeline/errors.ts";
 import type { Handler, RequestContext } from "../pipeline/types.ts";
-import type { Metrics } from "../admin/metrics.ts";
-import type { Logger } from "../log/logger.ts";
-import type { Endpoint, RouteEntry, RoutingTable } from "../routing/table.ts";
-import { Balancer } from "./balancer.ts";
-import { isWebSocketUpgrade, proxyWebSocket } from "./websocket.ts";
-import { copyClientHeaders, declaredLength, upstreamHeaders, upstreamPath } from "./forwarding.ts";
-import { UpstreamClient, UpstreamError, type UpstreamResponse } from "./upstream_client.ts";
-import type { UpstreamHealth } from "./health.ts";
-import type { ServiceConcurrency } from "./in_flight.ts";
-import type { UpstreamSettings } from "./settings.ts";
-import { ReplayableBody } from "./replay.ts";
+import type { Backend, RouteEntry, RoutingTable } from "../routing/table.ts";
+import { locationForClient } from "./forwarding.ts";
+import { mirrors } from "./mirror.ts";
+import { type ProxyDeps, serviceProxies, type ServiceProxy } from "./service_proxy.ts";
 
-/** What the proxy needs; main.ts wires the real ones. */
-export interface ProxyDeps {
-  readonly client: UpstreamClient;
-  readonly balancer: Balancer;
-  readonly metrics: Metrics;
-  readonly logger: Logger;
-  readonly maxBodyBytes: number;
-  readonly upstreamTimeoutMs: number;
-  /** No upstream body byte for this long aborts the response (default: upstreamTimeoutMs). */
-  readonly upstreamBodyTimeoutMs?: number;
-  /** Request bodies up to this size are kept, so a failed attempt can be resent (default 64 KiB). */
-  readonly retryBufferBytes?: number;
-  /** Passive health: every exchange's outcome is reported here. */
-  readonly health: UpstreamHealth;
-  /** Per-service in-flight counts, for max_in_flight. */
-  readonly concurrency: ServiceConcurrency;
-  /** The config's per-service settings, looked up by the route's service name. */
-  readonly settingsFor: (serviceName: string) => UpstreamSettings;
-}
+export type { ProxyDeps } from "./service_proxy.ts";
 
-const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"]);
-/**
- * Failures that `retries:` retries: the upstream never answered, and for an
- * idempotent request a second try is safe. Timeouts are not among them: an
- * upstream that is slow under load would get every request `retries + 1`
- * times, amplifying the overload that made it slow.
- */
-const RETRIED_KINDS = new Set(["refused", "reset", "dns"]);
-/** Answers that say "try elsewhere" (and that `retries:` retries). */
-const RETRIED_STATUSES = new Set([502, 503, 504]);
-/** Exchange failures that count against an endpoint's health (the client going away does not). */
-const FAILURE_KINDS = new Set(["refused", "reset", "timeout", "dns", "protocol"]);
-/**
- * Attempts beyond the first for failures the upstream cannot have acted on
- * (see `unseen`), whatever the method: during a rollout a request may meet
- * several closing pods in a row.
- */
-const MAX_UNSEEN_RETRIES = 3;
-const DEFAULT_RETRY_BUFFER_BYTES = 64 * 1024;
-
-/** Makes the end of a route's chain: it forwards the request to an endpoint of the route's service, streaming both ways. */
+/** Makes the end of a route's chain on one table. */
 export type ProxyFactory = (route: RouteEntry, table: RoutingTable) => Handler;
 
 /** The proxy, as a factory of each route's terminal handler. */
 export function proxy(deps: ProxyDeps): ProxyFactory {
-  const { client, balancer, metrics } = deps;
-  const retryBufferBytes = deps.retryBufferBytes ?? DEFAULT_RETRY_BUFFER_BYTES;
-  const deniedLogged = new Set<string>();
-  /** One log line per address refused by the permission flags (bounded). */
-  const noteDenied = (service: string, url: string) => {
-    if (deniedLogged.has(url) || deniedLogged.size >= 1000) return;
-    deniedLogged.add(url);
-    deps.logger.error("upstream_permission_denied", {
-      service,
-      endpoint: url,
-      message:
-        `Deno's --allow-net does not permit ${url}: widen the --allow-net flag (in Kubernetes, VANGUARD_UPSTREAM_CIDR) to include it`,
-    });
-  };
+  const serviceProxy = serviceProxies(deps);
+  const mirrorFor = mirrors({ ...deps, maxBodyBytes: deps.retryBufferBytes });
 
-  /**
-   * The proxy of one route on one table: the service, its ready endpoints
-   * and its settings are resolved here, once per snapshot, not per request.
-   */
   return function proxyFor(route: RouteEntry, table: RoutingTable): Handler {
-    const serviceName = route.serviceName;
-    const ready = table.service(serviceName)?.ready ?? [];
-    const settings = deps.settingsFor(serviceName);
-    const reportFailure = (url: string) => {
-      const ms = deps.health.recordFailure(url, {
-        settings: settings.passiveHealth,
-        endpoints: ready,
-      });
-      if (ms === 0) return;
-      metrics.upstreamEjections.inc({ service: serviceName });
-      deps.logger.warn("upstream_ejected", {
-        service: serviceName,
-        endpoint: url,
-        ejection_ms: ms,
-      });
-    };
-    return async function proxy(ctx: RequestContext): Promise<Response> {
-      if (ready.length === 0) {
-        throw new GatewayError(
-          503,
-          "no_healthy_upstream",
-          `Service "${serviceName}" has no ready endpoint`,
-        );
+    const backends = route.backends ?? [{ serviceName: route.serviceName, weight: 1 }];
+    const choose = chooser(
+      backends,
+      table,
+      (backend) =>
+        backend.unresolved === undefined
+          ? serviceProxy(backend.serviceName, route, table)
+          : unresolved(backend),
+    );
+    const mirror = mirrorFor(route, table);
+    const movesPrefix = route.pathKind === undefined && route.rewrite?.path === undefined &&
+      (route.stripPrefix || route.rewrite?.pathPrefix !== undefined);
+    if (mirror === undefined && !movesPrefix) {
+      return choose.single ?? ((ctx) => choose.pick(ctx)(ctx));
+    }
+    return async function routeProxy(ctx: RequestContext): Promise<Response> {
+      mirror?.(ctx);
+      const response = await choose.pick(ctx)(ctx);
+      if (movesPrefix) {
+        const location = response.headers.get("location");
+        const moved = location === null
+          ? undefined
+          : locationForClient(ctx, location, upstreamAuthority(ctx));
+        if (moved !== undefined) response.headers.set("location", moved);
       }
-
-      let releaseSlot: (() => void) | undefined;
-      if (settings.maxInFlight !== undefined) {
-        releaseSlot = deps.concurrency.tryAcquire(serviceName, settings.maxInFlight);
-        if (releaseSlot === undefined) {
-          metrics.upstreamOverloaded.inc({ service: serviceName });
-          throw new GatewayError(
-            503,
-            "upstream_overloaded",
-            `Service "${serviceName}" already has ${settings.maxInFlight} requests in flight`,
-            { headers: { "retry-after": "1" } },
-          );
-        }
-      }
-      try {
-        if (isWebSocketUpgrade(ctx.request)) {
-          const endpoint = balancer.pick(ready) as Endpoint;
-          ctx.upstream = endpoint.url;
-          // An open session counts as a request in flight, for least-loaded
-          // picking and for max_in_flight, until it closes.
-          const end = balancer.begin(endpoint.url);
-          const slot = releaseSlot;
-          releaseSlot = undefined;
-          const finished = () => {
-            end();
-            slot?.();
-          };
-          try {
-            const response = await proxyWebSocket(ctx, {
-              origin: endpoint.url,
-              path: upstreamPath(ctx),
-              headers: upstreamHeaders(ctx),
-              handshakeTimeoutMs: ctx.upstreamTimeoutMs ?? deps.upstreamTimeoutMs,
-            });
-            if (ctx.bodyDone) ctx.bodyDone.finally(finished);
-            else finished();
-            return response;
-          } catch (error) {
-            finished();
-            throw error;
-          }
-        }
-
-        const maxBodyBytes = ctx.maxBodyBytes ?? deps.maxBodyBytes;
-        const length = declaredLength(ctx.request.headers);
-        if (length !== undefined && length > maxBodyBytes) throw payloadTooLarge(maxBodyBytes);
-        const source = ctx.request.body;
-        const body = source === null ? null : new ReplayableBody(source, retryBufferBytes);
-        const replayable = () => body === null || body.replayable;
-
-        const noteRetry = (from: string, why: { kind?: string; status?: number }) => {
-          metrics.upstreamRetries.inc({ service: serviceName });
-          deps.logger.warn("upstream_retry", {
-            request_id: ctx.requestId,
-            service: serviceName,
-            endpoint: from,
-            ...why,
-          });
-        };
-        // Configured retries: only where a second try cannot do what the first did twice.
-        const retriesAllowed = settings.retries > 0 && source === null &&
-          IDEMPOTENT.has(ctx.request.method);
-        const tried = new Set<string>();
-        /** Another endpoint when one exists, else the same one again. */
-        const retryTarget = (last: Endpoint) =>
-          balancer.pick(ready, tried) ?? balancer.pick(ready, last.url) ?? last;
-
-        const headers = upstreamHeaders(ctx);
-        if (length !== undefined) headers["content-length"] = String(length);
-        const path = upstreamPath(ctx);
-        const headersTimeoutMs = ctx.upstreamTimeoutMs ?? deps.upstreamTimeoutMs;
-        const bodyTimeoutMs = deps.upstreamBodyTimeoutMs ?? headersTimeoutMs;
-        let endpoint = balancer.pick(ready) as Endpoint;
-        let fresh = false;
-        let unseenRetries = 0;
-        for (let attempt = 0;; attempt++) {
-          tried.add(endpoint.url);
-          const end = balancer.begin(endpoint.url);
-          ctx.upstream = endpoint.url;
-          let response: UpstreamResponse;
-          try {
-            response = await client.send({
-              origin: endpoint.url,
-              method: ctx.request.method,
-              path,
-              headers,
-              body: body === null ? null : body.stream(),
-              signal: ctx.request.signal,
-              headersTimeoutMs,
-              bodyTimeoutMs,
-              fresh,
-              caCerts: settings.caCerts,
-              maxBodyBytes,
-              onBodyBytes: (total) => ctx.bytesIn = total,
-            });
-          } catch (error) {
-            end();
-            if (!(error instanceof UpstreamError)) throw error;
-            if (error.kind === "body_too_large") throw payloadTooLarge(maxBodyBytes);
-            if (error.kind === "invalid_request") {
-              deps.logger.error("upstream_request_refused", {
-                request_id: ctx.requestId,
-                service: serviceName,
-                reason: error.message,
-              });
-              throw new GatewayError(
-                500,
-                "invalid_upstream_request",
-                "The gateway refused to send a request with an invalid header upstream",
-                { cause: error },
-              );
-            }
-            metrics.upstreamErrors.inc({ service: serviceName, kind: error.kind });
-            if (error.kind === "denied") noteDenied(serviceName, endpoint.url);
-            const stale = error.kind === "reset" && error.reusedConnection &&
-              !error.responseStarted;
-            // A pooled connection the peer had closed says nothing about the endpoint's health.
-            if (FAILURE_KINDS.has(error.kind) && !stale) reportFailure(endpoint.url);
-            if (replayable() && unseen(error) && unseenRetries < MAX_UNSEEN_RETRIES) {
-              // Another endpoint if there is one; after a stale pooled
-              // connection, the same endpoint on a new connection will do.
-              const next = balancer.pick(ready, tried) ?? (stale ? endpoint : undefined);
-              if (next !== undefined) {
-                unseenRetries++;
-                noteRetry(endpoint.url, { kind: error.kind });
-                fresh = next === endpoint;
-                endpoint = next;
-                continue;
-              }
-            }
-            if (
-              retriesAllowed && attempt < settings.retries + unseenRetries &&
-              RETRIED_KINDS.has(error.kind)
-            ) {
-              noteRetry(endpoint.url, { kind: error.kind });
-              endpoint = retryTarget(endpoint);
-              fresh = false;
-              continue;
-            }
-            throw upstreamFailure(error, serviceName);
-          }
-          if (response.status >= 500) reportFailure(endpoint.url);
-          else deps.health.recordSuccess(endpoint.url);
-          if (
-            retriesAllowed && attempt < settings.retries + unseenRetries &&
-            RETRIED_STATUSES.has(response.status)
-          ) {
-            // The answer is dropped; cancelling its body closes that connection.
-            if (response.body instanceof ReadableStream) await response.body.cancel();
-            end();
-            noteRetry(endpoint.url, { status: response.status });
-            endpoint = retryTarget(endpoint);
-            fresh = false;
-            continue;
-          }
-          const slot = releaseSlot;
-          releaseSlot = undefined;
-          response.done.finally(() => {
-            end();
-            slot?.();
-          });
-          ctx.bodyDone = response.done;
-          const answer = new Response(response.body, { status: response.status });
-          copyClientHeaders(response.rawHeaders, answer.headers, ctx.requestId);
-          return answer;
-        }
-      } finally {
-        // Set only when no response took the slot over: the request failed.
-        releaseSlot?.();
-      }
+      return response;
     };
   };
+}
+
+/** The authority the upstream was addressed by, as it would write it in an absolute Location. */
+function upstreamAuthority(ctx: RequestContext): string {
+  const origin = ctx.upstream ?? "";
+  return ctx.route?.rewrite?.host ?? origin.slice(origin.indexOf("://") + 3);
 }
 
 /**
- * Whether the upstream cannot have acted on the request, so that sending it
- * again (to another endpoint) is safe whatever the method: the connection
- * was refused or the name did not resolve, or a pooled connection turned
- * out to be closed by the peer before any byte of a response. That last one
- * is how a rolling update looks from here: a pod that shuts down closes its
- * idle keep-alive connections, and one of them may already carry our request.
+ * How a request picks a backend on one table. Backends with weight 0 get
+ * nothing; one whose service has no ready endpoint is skipped while another
+ * can serve (its share goes to the others), so 503 comes only when none
+ * can. With `sticky`, the same header or cookie value keeps the same
+ * backend for as long as the set of backends that can serve stays the same.
  */
-function unseen(error: UpstreamError): boolean {
-  if (error.kind === "refused" || error.kind === "dns") return true;
-  return error.kind === "reset" && error.reusedConnection && !error.responseStarted;
+interface Chooser {
+  /** Set when one backend takes every request: no choice per request. */
+  readonly single?: ServiceProxy;
+  readonly pick: (ctx: RequestContext) => ServiceProxy;
 }
 
-function upstreamFailure(error: UpstreamError, service: string): GatewayError {
-  if (error.kind === "timeout") {
-    return new GatewayError(
-      504,
-      "upstream_timeout",
-      `Upstream "${service}" sent no response in time`,
-      { cause: error },
-    );
-  }
-  if (error.kind === "denied") {
-    return new GatewayError(
-      502,
-      "bad_gateway",
-      `Cannot reach upstream "${service}": the gateway's network permission does not include it`,
-      { cause: error },
-    );
-  }
-  if (error.kind === "aborted") {
-    // The client is gone; nobody reads this response, but the log records why.
-    return new GatewayError(499, "client_closed_request", "Client closed the request", {
-      cause: error,
-    });
-  }
-  return new GatewayError(
-    502,
-    "bad_gateway",
-    `Cannot reach upstream "${service}": ${error.message}`,
-    { cause: error },
+function chooser(
+  backends: readonly Backend[],
+  table: RoutingTable,
+  make: (backend: Backend) => ServiceProxy,
+): Chooser {
+  const weighted = backends.filter((backend) => backend.weight > 0);
+  // An unresolved reference keeps its share: it answers 500, as the Gateway API requires.
+  const serving = weighted.filter((backend) =>
+    backend.unresolved !== undefined ||
+    (table.service(backend.serviceName)?.ready.length ?? 0) > 0
   );
+  // None can serve: the first one answers (503, no ready endpoint).
+  const pool = serving.length > 0 ? serving : weighted.slice(0, 1);
+  const proxies = pool.map(make);
+  if (proxies.length === 1) return { single: proxies[0], pick: () => proxies[0] };
+  const cumulative: number[] = [];
+  let total = 0;
+  for (const backend of pool) cumulative.push(total += backend.weight);
+  const at = (point: number) => {
+    let low = 0;
+    let high = cumulative.length - 1;
+    while (low < high) {
+      const mid = (low + high) >> 1;
+      if (point < cumulative[mid]) high = mid;
+      else low = mid + 1;
+    }
+    return proxies[low];
+  };
+  return {
+    pick(ctx) {
+      const key = stickyKey(ctx);
+      return at(key === undefined ? Math.random() * total : hash(key) % total);
+    },
+  };
 }
 
-function payloadTooLarge(limit: number): GatewayError {
-  return new GatewayError(413, "payload_too_large", `Request body is larger than ${limit} bytes`);
+/** The value a sticky route hashes: its header, or its cookie; undefined when the request has none. */
+function stickyKey(ctx: RequestContext): string | undefined {
+  const sticky = ctx.route?.sticky;
+  if (sticky === undefined) return undefined;
+  if (sticky.header !== undefined) return ctx.request.headers.get(sticky.header) ?? undefined;
+  const cookies = ctx.request.headers.get("cookie");
+  if (cookies === null) return undefined;
+  for (const part of cookies.split(";")) {
+    const eq = part.indexOf("=");
+    if (eq !== -1 && part.slice(0, eq).trim() === sticky.cookie) return part.slice(eq + 1).trim();
+  }
+  return undefined;
+}
+
+/** FNV-1a, 32 bits: the same value lands on the same backend in every instance. */
+function hash(value: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < value.length; i++) {
+    h ^= value.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return h >>> 0;
+}
+
+function unresolved(backend: Backend): ServiceProxy {
+  return (ctx) => {
+    ctx.backend = backend.serviceName;
+    return Promise.reject(
+      new GatewayError(500, "backend_not_resolved", backend.unresolved!),
+    );
+  };
 }

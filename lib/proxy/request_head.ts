@@ -19,7 +19,11 @@ export function requestHead(req: UpstreamRequest, host: string): Uint8Array {
   if (!isFieldName(req.method) || !isRequestTarget(req.path)) {
     throw invalidRequest("The request method or target is not valid HTTP/1.1 syntax");
   }
-  let head = `${req.method} ${req.path} HTTP/1.1\r\nhost: ${host}\r\n`;
+  const sentHost = req.host ?? host;
+  if (!isFieldValue(sentHost) || sentHost === "") {
+    throw invalidRequest("The Host is not valid HTTP field syntax");
+  }
+  let head = `${req.method} ${req.path} HTTP/1.1\r\nhost: ${sentHost}\r\n`;
   let hasLength = false;
   for (const name in req.headers) {
     if (name === "host" || name === "transfer-encoding") continue;

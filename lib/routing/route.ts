@@ -1,5 +1,12 @@
 /** What a routing table is made of, as plain data: routes, services, endpoints. */
-import type { RateLimitConfig } from "../config/types.ts";
+import type {
+  HeaderChanges,
+  MirrorConfig,
+  RateLimitConfig,
+  RedirectConfig,
+  RewriteConfig,
+  StickyConfig,
+} from "../config/types.ts";
 import type { ValueMatch } from "./match.ts";
 
 /** Where a route or service came from. */
@@ -43,7 +50,24 @@ export interface RouteEntry {
   readonly headers?: readonly ValueMatch[];
   /** Every entry must match. */
   readonly query?: readonly ValueMatch[];
+  /**
+   * The route's service: its only backend, or the first of `backends` (for
+   * labels and display); "" for a redirect route.
+   */
   readonly serviceName: string;
+  /** Absent: the one backend `serviceName`, weight 1. */
+  readonly backends?: readonly Backend[];
+  readonly sticky?: StickyConfig;
+  /** The route answers with this redirect; no backend. */
+  readonly redirect?: RedirectConfig;
+  readonly rewrite?: RewriteConfig;
+  readonly mirror?: MirrorConfig;
+  /** The route's upstream timeout until response headers; absent: the server's. */
+  readonly timeoutMs?: number;
+  /** The upstream receives the client's Host (Gateway API and Ingress routes always). */
+  readonly preserveHost?: boolean;
+  readonly requestHeaders?: HeaderChanges;
+  readonly responseHeaders?: HeaderChanges;
   readonly authRequired: boolean;
   /** Pass the credential header upstream (normally removed on protected routes). */
   readonly forwardCredentials: boolean;
@@ -55,6 +79,18 @@ export interface RouteEntry {
   readonly caseInsensitive?: boolean;
   readonly rateLimit?: RateLimitConfig;
   readonly source: Source;
+}
+
+/** One service of a weighted split. */
+export interface Backend {
+  readonly serviceName: string;
+  readonly weight: number;
+  /**
+   * Set when the reference cannot be resolved (a Gateway API backendRef to a
+   * missing Service, another kind, a namespace not granted): this backend's
+   * share of the traffic answers 500 with this message.
+   */
+  readonly unresolved?: string;
 }
 
 /**

@@ -5,7 +5,7 @@ import { buildTrie, foldCase, hasCase, preferred, type PrefixNode } from "./pref
 import type { Endpoint, RouteEntry, ServiceEntry, Source, TableData } from "./route.ts";
 
 /** The table's data types live in route.ts; these are the names the rest of the code imports from here. */
-export type { Endpoint, RouteEntry, ServiceEntry, Source, TableData } from "./route.ts";
+export type { Backend, Endpoint, RouteEntry, ServiceEntry, Source, TableData } from "./route.ts";
 
 /**
  * An immutable routing snapshot. The state switch builds a new one and
@@ -149,23 +149,26 @@ export function serviceEntry(
 
 /** The snapshot that a config alone describes: its routes and static services. */
 export function tableFromConfig(config: Config, version = 1): RoutingTable {
-  const routes: RouteEntry[] = config.routes.map((route) =>
-    Object.freeze({
+  const routes: RouteEntry[] = config.routes.map((route) => {
+    const backends = route.backends?.map((backend) => Object.freeze({ ...backend }));
+    return Object.freeze({
       id: route.id,
       ...pathOf(route),
       ...(route.hosts !== undefined ? { hosts: route.hosts } : {}),
       ...(route.methods !== undefined ? { methods: route.methods } : {}),
       ...(route.headers !== undefined ? { headers: route.headers } : {}),
       ...(route.query !== undefined ? { query: route.query } : {}),
-      serviceName: route.serviceName,
+      serviceName: route.serviceName ?? backends?.[0].serviceName ?? "",
+      ...(backends !== undefined ? { backends } : {}),
+      ...optionalFilters(route),
       authRequired: route.authRequired,
       forwardCredentials: route.forwardCredentials,
       stripPrefix: route.stripPrefix,
       caseInsensitive: route.caseInsensitive,
       rateLimit: route.rateLimit,
       source: "config" as const,
-    })
-  );
+    });
+  });
   const services = new Map<string, ServiceEntry>();
   for (const [name, service] of Object.entries(config.services)) {
     // An entry without urls only carries settings for a discovered service.
@@ -176,6 +179,20 @@ export function tableFromConfig(config: Config, version = 1): RoutingTable {
     );
   }
   return new RoutingTable(routes, services, version);
+}
+
+/** A config route's filters, only those it sets (so a plain route's entry stays small). */
+function optionalFilters(route: Config["routes"][number]): Partial<RouteEntry> {
+  const out: Record<string, unknown> = {};
+  if (route.sticky !== undefined) out.sticky = route.sticky;
+  if (route.redirect !== undefined) out.redirect = route.redirect;
+  if (route.rewrite !== undefined) out.rewrite = route.rewrite;
+  if (route.mirror !== undefined) out.mirror = route.mirror;
+  if (route.timeoutMs !== undefined) out.timeoutMs = route.timeoutMs;
+  if (route.preserveHost) out.preserveHost = true;
+  if (route.requestHeaders !== undefined) out.requestHeaders = route.requestHeaders;
+  if (route.responseHeaders !== undefined) out.responseHeaders = route.responseHeaders;
+  return out as Partial<RouteEntry>;
 }
 
 /** The path fields of a route entry for a config route's path_prefix, path_exact or path_regex. */

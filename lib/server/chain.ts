@@ -16,6 +16,8 @@ import type { Handler, Middleware } from "../pipeline/types.ts";
 import type { PhasedMiddleware } from "../plugins/registry.ts";
 import type { RouteEntry, RoutingTable } from "../routing/table.ts";
 import { refuseBadTarget } from "./request_target.ts";
+import { requestHeaderChanges, responseHeaderChanges } from "../plugins/headers.ts";
+import { routeRedirect } from "../proxy/route_redirect.ts";
 
 /** What the chain is made of, for one config. */
 export interface ChainParts {
@@ -64,8 +66,9 @@ export function chainFor(
           ...(route.authRequired ? [auth] : []),
           ...(route.rateLimit ? [limit] : []),
           ...own.afterAuth,
+          ...routeFilters(route),
           ...parts.extra,
-        ], terminalFor(route, table)),
+        ], route.redirect !== undefined ? routeRedirect(route) : terminalFor(route, table)),
       );
     }
     return compose(front, function routeChain(ctx) {
@@ -73,4 +76,12 @@ export function chainFor(
       return chains.get(ctx.route!)!(ctx);
     });
   };
+}
+
+/** The header changes a route declares as its own keys (after its config middleware). */
+function routeFilters(route: RouteEntry): Middleware[] {
+  const out: Middleware[] = [];
+  if (route.responseHeaders !== undefined) out.push(responseHeaderChanges(route.responseHeaders));
+  if (route.requestHeaders !== undefined) out.push(requestHeaderChanges(route.requestHeaders));
+  return out;
 }

@@ -27,6 +27,7 @@ export function newContext(
     peerAddress,
     peerTrusted,
     secure: client.secure === true,
+    listenerPort: client.localAddr.port,
     clientAddress: peerTrusted
       ? clientAddress(peerAddress, trusted, request.headers.get("x-forwarded-for"))
       : peerAddress,

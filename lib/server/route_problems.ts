@@ -29,23 +29,17 @@ export function routesThatCannotServe(
         "requires auth but no auth method is configured (auth.api_key or auth.jwt): every request answers 401",
       );
     }
-    const service = Object.hasOwn(config.services, route.serviceName)
-      ? config.services[route.serviceName]
-      : undefined;
-    const why = service?.urls?.length === 0
-      ? "has an empty urls list"
-      : service?.urls === undefined && !options.discoveryOn
-      ? `${
-        service ? "has no urls in services" : "is not defined in services"
-      } and Kubernetes discovery is off`
-      : undefined;
-    if (why !== undefined) {
+    // Only the services the route answers from (a mirror's failure never shows).
+    const targets = route.backends?.filter((backend) => backend.weight > 0)
+      .map((backend) => backend.serviceName) ?? (route.serviceName ? [route.serviceName] : []);
+    const dead = targets.map((name) => ({ name, why: deadService(config, name, options) }));
+    if (targets.length > 0 && dead.every((entry) => entry.why !== undefined)) {
       const outcome = reasons.length === 0
         ? "every request answers 503"
         : "once an auth method is configured, requests would answer 503";
-      reasons.push(
-        `sends to service ${JSON.stringify(route.serviceName)}, which ${why}: ${outcome}`,
-      );
+      const what = dead.map(({ name, why }) => `service ${JSON.stringify(name)}, which ${why}`)
+        .join(", and to ");
+      reasons.push(`sends to ${what}: ${outcome}`);
     }
     if (reasons.length === 0) continue;
     problems.push({
@@ -55,4 +49,20 @@ export function routesThatCannotServe(
     });
   }
   return problems;
+}
+
+/** Why `name` can never get an endpoint, or undefined when it can. */
+function deadService(
+  config: Config,
+  name: string,
+  options: { discoveryOn: boolean },
+): string | undefined {
+  const service = Object.hasOwn(config.services, name) ? config.services[name] : undefined;
+  if (service?.urls?.length === 0) return "has an empty urls list";
+  if (service?.urls === undefined && !options.discoveryOn) {
+    return `${
+      service ? "has no urls in services" : "is not defined in services"
+    } and Kubernetes discovery is off`;
+  }
+  return undefined;
 }

@@ -218,6 +218,7 @@ Deno.test("tableFromConfig() carries case_insensitive into the table", () => {
     authRequired: false,
     forwardCredentials: false,
     middleware: [],
+    preserveHost: false,
     stripPrefix: false,
   };
   const t = tableFromConfig(config({}, [
@@ -273,6 +274,7 @@ Deno.test("tableFromConfig() builds routes and static services with ready endpoi
           authRequired: true,
           forwardCredentials: false,
           middleware: [],
+          preserveHost: false,
           stripPrefix: false,
           caseInsensitive: false,
         },
@@ -283,6 +285,7 @@ Deno.test("tableFromConfig() builds routes and static services with ready endpoi
           authRequired: false,
           forwardCredentials: false,
           middleware: [],
+          preserveHost: false,
           stripPrefix: true,
           caseInsensitive: false,
           rateLimit: { requestsPerPeriod: 5, periodSeconds: 60, clientIdentifier: "IP" },
