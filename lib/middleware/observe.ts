@@ -51,7 +51,7 @@ function accessRecord(
   return {
     request_id: ctx.requestId,
     method: ctx.request.method,
-    host: ctx.request.headers.get("host") ?? requestHost(ctx.request.url) ?? null,
+    host: requestHost(ctx.request.url) ?? null,
     path: ctx.rawPath,
     route: ctx.route?.id ?? "",
     backend: ctx.backend ?? null,

@@ -76,7 +76,8 @@ export function upstreamHost(ctx: RequestContext): string | undefined {
   const route = ctx.route!;
   if (route.rewrite?.host !== undefined) return route.rewrite.host;
   if (!route.preserveHost) return undefined;
-  return ctx.request.headers.get("host") ?? requestAuthority(ctx.request.url);
+  // The authority the route matched on (an absolute-form target's wins over Host).
+  return requestAuthority(ctx.request.url) ?? ctx.request.headers.get("host") ?? undefined;
 }
 
 /** The authority of an absolute URL (`example.com:8443`), as written. */
