@@ -105,7 +105,10 @@ export interface Result {
   rps: number;
   p50: number;
   p99: number;
+  /** Socket errors (connect, read, write, timeout) plus `non2xx`. */
   errors: number;
+  /** Responses with a status of 400 or more (wrk's "Non-2xx or 3xx responses"). */
+  non2xx: number;
 }
 
 /** wrk's "1.23ms" / "512.00us" / "1.1s" in milliseconds. */
@@ -132,7 +135,8 @@ export async function wrk(
   if (script) args.push("-s", script);
   const output = await new Deno.Command("wrk", { args: [...args, url], stdout: "piped" }).output();
   const text = new TextDecoder().decode(output.stdout);
-  const errors = Number(text.match(/Non-2xx or 3xx responses: (\d+)/)?.[1] ?? 0) +
+  const non2xx = Number(text.match(/Non-2xx or 3xx responses: (\d+)/)?.[1] ?? 0);
+  const errors = non2xx +
     [...text.matchAll(/(connect|read|write|timeout) (\d+)/g)].reduce((n, m) => n + Number(m[2]), 0);
   return {
     requests: Number(text.match(/(\d+) requests in/)?.[1] ?? 0),
@@ -140,6 +144,7 @@ export async function wrk(
     p50: parseMs(text.match(/^\s+50%\s+(\S+)/m)?.[1] ?? ""),
     p99: parseMs(text.match(/^\s+99%\s+(\S+)/m)?.[1] ?? ""),
     errors,
+    non2xx,
   };
 }
 

@@ -13,6 +13,7 @@ import type { Balancer } from "./balancer.ts";
 import { upstreamHeaders, upstreamHost, upstreamPath } from "./forwarding.ts";
 import type { UpstreamSettings } from "./settings.ts";
 import type { UpstreamClient } from "./upstream_client.ts";
+import { isWebSocketUpgrade } from "./websocket.ts";
 
 /** What mirroring needs. */
 export interface MirrorDeps {
@@ -96,6 +97,8 @@ export function mirrors(
     };
 
     return function mirror(ctx) {
+      // A WebSocket session cannot be copied: the mirror would get a plain GET.
+      if (isWebSocketUpgrade(ctx.request)) return;
       if (spec.percent < 100 && Math.random() * 100 >= spec.percent) return;
       if (inFlight >= maxInFlight) return count("skipped");
       // The head as the real upstream gets it, taken now: middleware is done with it.
