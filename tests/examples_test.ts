@@ -7,7 +7,13 @@ import { dirname, join, normalize } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const ROOT = normalize(join(dirname(fileURLToPath(import.meta.url)), ".."));
-const EXAMPLES = ["quickstart.yaml", "redis.yaml", "kubernetes.yaml", "plugin.yaml"];
+const EXAMPLES = [
+  "quickstart.yaml",
+  "redis.yaml",
+  "kubernetes.yaml",
+  "plugin.yaml",
+  "edge-routing.yaml",
+];
 
 for (const name of EXAMPLES) {
   Deno.test(`examples/${name} passes deno task validate`, async () => {

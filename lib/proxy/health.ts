@@ -49,6 +49,12 @@ export class UpstreamHealth {
     return true;
   }
 
+  /** Whether some of `endpoints` may get traffic now (false for none). */
+  anyAvailable(endpoints: readonly Endpoint[]): boolean {
+    if (this.#out.size === 0) return endpoints.length > 0;
+    return endpoints.some((endpoint) => this.available(endpoint.url));
+  }
+
   /**
    * The endpoints that may get traffic; all of them when none may (panic
    * mode: a possibly broken endpoint beats a certain 503).

@@ -8,6 +8,7 @@ import { GatewayError } from "../pipeline/errors.ts";
 import type { Handler, RequestContext } from "../pipeline/types.ts";
 import type { Backend, RouteEntry, RoutingTable } from "../routing/table.ts";
 import { locationForClient } from "./forwarding.ts";
+import type { UpstreamHealth } from "./health.ts";
 import { mirrors } from "./mirror.ts";
 import { type ProxyDeps, serviceProxies, type ServiceProxy } from "./service_proxy.ts";
 
@@ -26,6 +27,7 @@ export function proxy(deps: ProxyDeps): ProxyFactory {
     const choose = chooser(
       backends,
       table,
+      deps.health,
       (backend) =>
         backend.unresolved === undefined
           ? serviceProxy(backend.serviceName, route, table)
@@ -74,6 +76,7 @@ interface Chooser {
 function chooser(
   backends: readonly Backend[],
   table: RoutingTable,
+  health: UpstreamHealth,
   make: (backend: Backend) => ServiceProxy,
 ): Chooser {
   const weighted = backends.filter((backend) => backend.weight > 0);
@@ -86,10 +89,33 @@ function chooser(
   const pool = serving.length > 0 ? serving : weighted.slice(0, 1);
   const proxies = pool.map(make);
   if (proxies.length === 1) return { single: proxies[0], pick: () => proxies[0] };
+  const ready = pool.map((backend) => table.service(backend.serviceName)?.ready ?? []);
+  const split = weightedPick(pool.map((backend) => backend.weight), proxies);
+  return {
+    pick(ctx) {
+      // Health changes between snapshots: a backend whose every endpoint is
+      // ejected or failing its checks is skipped while another is healthy.
+      let healthy: number[] | undefined;
+      for (let i = 0; i < pool.length; i++) {
+        const up = pool[i].unresolved !== undefined || health.anyAvailable(ready[i]);
+        if (!up && healthy === undefined) healthy = Array.from({ length: i }, (_, j) => j);
+        else if (up) healthy?.push(i);
+      }
+      const key = stickyKey(ctx);
+      if (healthy === undefined || healthy.length === 0) return split(key);
+      const weights = healthy.map((i) => pool[i].weight);
+      return weightedPick(weights, healthy.map((i) => proxies[i]))(key);
+    },
+  };
+}
+
+/** Picks from `choices` with probability weight / sum, or by the hash of `key` onto the weights. */
+function weightedPick<T>(weights: readonly number[], choices: readonly T[]): (key?: string) => T {
   const cumulative: number[] = [];
   let total = 0;
-  for (const backend of pool) cumulative.push(total += backend.weight);
-  const at = (point: number) => {
+  for (const weight of weights) cumulative.push(total += weight);
+  return (key) => {
+    const point = key === undefined ? Math.random() * total : hash(key) % total;
     let low = 0;
     let high = cumulative.length - 1;
     while (low < high) {
@@ -97,13 +123,7 @@ function chooser(
       if (point < cumulative[mid]) high = mid;
       else low = mid + 1;
     }
-    return proxies[low];
-  };
-  return {
-    pick(ctx) {
-      const key = stickyKey(ctx);
-      return at(key === undefined ? Math.random() * total : hash(key) % total);
-    },
+    return choices[low];
   };
 }
 

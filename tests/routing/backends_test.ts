@@ -1,5 +1,12 @@
 import assert from "node:assert/strict";
-import { rawRequest, startUpstream, type TestServer, withGateway } from "../helpers.ts";
+import {
+  closedPort,
+  eventually,
+  rawRequest,
+  startUpstream,
+  type TestServer,
+  withGateway,
+} from "../helpers.ts";
 
 /** An upstream that answers with its own name. */
 function named(name: string): TestServer {
@@ -144,5 +151,33 @@ routes:
       { service_name: "v2", weight: 0, ready_endpoints: 1 },
     ]);
     assert.equal(routes.routes[0].filters, null);
+  });
+});
+
+Deno.test("a backend whose endpoints fail their health checks is skipped while another is healthy", async () => {
+  const live = named("live");
+  const yaml = `services:
+  live: { urls: [${live.url}] }
+  broken:
+    urls: [http://127.0.0.1:${closedPort()}]
+    health_check: { path: /healthz, interval_ms: 50, timeout_ms: 50, unhealthy_threshold: 1 }
+routes:
+  - id: split
+    path_prefix: /
+    backends: [{ service_name: live, weight: 50 }, { service_name: broken, weight: 50 }]
+`;
+  await withGateway(live, yaml, async (gw) => {
+    await eventually(2000, "the broken endpoint marked down", async () => {
+      const metrics = await (await fetch(`${gw.adminUrl}/metrics`)).text();
+      return /vanguard_health_check_failures_total\{[^}]*\} [1-9]/.test(metrics);
+    });
+    const counts: Record<string, number> = {};
+    for (let i = 0; i < 40; i++) {
+      const response = await fetch(`${gw.url}/x`);
+      const key = response.status === 200 ? await response.text() : String(response.status);
+      if (response.status !== 200) await response.body?.cancel();
+      counts[key] = (counts[key] ?? 0) + 1;
+    }
+    assert.deepEqual(counts, { live: 40 });
   });
 });

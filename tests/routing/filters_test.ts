@@ -278,3 +278,31 @@ routes:
     assert.deepEqual(byId.away.backends, []);
   });
 });
+
+Deno.test("behind a trusted proxy, a redirect keeps the scheme and port the client used", async () => {
+  const yaml = `server:
+  trusted_proxies: [127.0.0.1/32]
+routes:
+  - { id: moved, path_prefix: /old, redirect: { path_prefix: /new, status: 301 } }
+`;
+  await withGateway([], yaml, async (gw) => {
+    const host = { host: "shop.example.com" };
+    let answer = await get(`${gw.url}/old/a`, { ...host, "x-forwarded-proto": "https" });
+    assert.equal(answer.headers.location, "https://shop.example.com/new/a");
+    answer = await get(`${gw.url}/old/a`, {
+      ...host,
+      "x-forwarded-proto": "https, http",
+      "x-forwarded-port": "8443",
+    });
+    assert.equal(answer.headers.location, "https://shop.example.com:8443/new/a");
+  });
+  // From a peer that is not trusted the headers count for nothing.
+  await withGateway([], yaml.replace("127.0.0.1/32", "10.0.0.0/8"), async (gw) => {
+    const port = new URL(gw.url).port;
+    const answer = await get(`${gw.url}/old/a`, {
+      host: "shop.example.com",
+      "x-forwarded-proto": "https",
+    });
+    assert.equal(answer.headers.location, `http://shop.example.com:${port}/new/a`);
+  });
+});
