@@ -5,20 +5,26 @@
  * @module
  */
 
+import { isScalar } from "yaml";
 import {
   boolean,
   choice,
   defaulted,
   filledSection,
   integer,
+  INVALID,
+  type Invalid,
   list,
+  type Node,
   number,
   object,
   optional,
   record,
+  report,
   required,
   section,
   text,
+  type Walk,
 } from "./schema.ts";
 import {
   algorithm,
@@ -66,6 +72,20 @@ const tlsSchema = object({
   certificates: defaulted(list(object(tlsPairFields, { refine: checkTlsPair })), []),
 }, { refine: checkTlsPair });
 
+/** `server.workers`: a count of proxy threads, or `auto` (one per core). */
+function workerCount(node: Node, path: string, walk: Walk): number | "auto" | Invalid {
+  if (isScalar(node) && node.value === "auto") return "auto";
+  if (isScalar(node) && typeof node.value === "number") return integer(1, 256)(node, path, walk);
+  report(walk, {
+    node,
+    field: path,
+    message: `must be a number of worker threads (1 to 256) or "auto" (one per core), got ${
+      JSON.stringify(isScalar(node) ? node.value : "a collection")
+    }`,
+  });
+  return INVALID;
+}
+
 const serverSchema = object({
   port: defaulted(integer(1, 65535), 8000),
   host: defaulted(text(nonEmpty), "0.0.0.0"),
@@ -83,8 +103,17 @@ const serverSchema = object({
   memory_limiter_max_bytes: defaulted(integer(1024 * 1024), 64 * 1024 * 1024),
   tls: section(tlsSchema),
   http_redirect_port: optional(integer(1, 65535)),
+  workers: defaulted(workerCount, 1 as number | "auto"),
+  access_log: defaulted(boolean(), true),
+  access_log_sample: defaulted(number(0), 1),
 }, {
   refine(server, refiner) {
+    if (server.accessLogSample > 1) {
+      refiner.problem(
+        "access_log_sample",
+        `is the share of requests logged, from 0 to 1, got ${server.accessLogSample}`,
+      );
+    }
     if (server.adminPort === server.port) {
       refiner.problem("admin_port", `must differ from port (both are ${server.port})`);
     }

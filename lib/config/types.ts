@@ -46,6 +46,15 @@ export interface ServerConfig {
   readonly tls?: TlsConfig;
   /** A plain-HTTP listener that answers every request with 308 to the HTTPS URL. */
   readonly httpRedirectPort?: number;
+  /**
+   * Proxy worker threads sharing the listening port; `auto`: one per core.
+   * 1: the main thread serves (no workers).
+   */
+  readonly workers: number | "auto";
+  /** Whether a `request` line is logged per request. */
+  readonly accessLog: boolean;
+  /** The share of requests (0 to 1) whose `request` line is logged, when accessLog is on. */
+  readonly accessLogSample: number;
 }
 
 /** A certificate chain and its private key, as absolute paths of PEM files. */

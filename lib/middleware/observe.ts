@@ -10,9 +10,11 @@ import { requestHost } from "../routing/match.ts";
  * query strings may carry secrets.
  */
 export function observe(
-  deps: { logger: Logger; metrics: Metrics; accessLog: boolean },
+  deps: { logger: Logger; metrics: Metrics; accessLog: boolean; accessLogSample?: number },
 ): Middleware {
-  const { logger, metrics, accessLog } = deps;
+  const { logger, metrics } = deps;
+  const sample = deps.accessLogSample ?? 1;
+  const accessLog = deps.accessLog && sample > 0;
 
   return async function observe(ctx, next) {
     metrics.inFlight.add({}, 1);
@@ -31,7 +33,9 @@ export function observe(
       const status = String(response.status);
       metrics.requests.inc({ route, status });
       metrics.duration.observe({ route, status }, seconds);
-      if (accessLog) logger.info("request", accessRecord(ctx, response.status, seconds, outcome));
+      if (accessLog && (sample >= 1 || Math.random() < sample)) {
+        logger.info("request", accessRecord(ctx, response.status, seconds, outcome));
+      }
     };
     if (ctx.bodyDone !== undefined) ctx.bodyDone.then(finish);
     else {finish({

@@ -24,6 +24,8 @@ export interface ChainParts {
   readonly logger: Logger;
   readonly metrics: Metrics;
   readonly accessLog: boolean;
+  /** The share of requests whose access log line is written (1: all). */
+  readonly accessLogSample?: number;
   readonly authenticator: Authenticator;
   readonly limiter: RateLimitBackend;
   /** Names spans after routes and traces the upstream call (only with OTEL_DENO=true). */

@@ -142,7 +142,8 @@ export async function buildRuntime(
     {
       logger,
       metrics,
-      accessLog: deps.accessLog ?? true,
+      accessLog: (deps.accessLog ?? true) && config.server.accessLog,
+      accessLogSample: config.server.accessLogSample,
       authenticator,
       limiter,
       middlewareFor,

@@ -94,6 +94,9 @@ Deno.test("loadConfigFile() loads the repository's config.yaml with defaults and
     maxConnections: 10000,
     retryBufferBytes: 65536,
     memoryLimiterMaxBytes: 67108864,
+    workers: 1,
+    accessLog: true,
+    accessLogSample: 1,
   });
   assert.equal(config.redis, undefined);
   assert.deepEqual(config.auth, {});
@@ -152,7 +155,7 @@ Deno.test("parseConfig() reports every problem with its line, column and field p
     "      period_seconds: abc", //                  15
   );
   assert.deepEqual(problems(text), [
-    `conf/gw.yaml:2:3: server.prot: unknown key "prot" (expected one of: port, host, admin_port, admin_host, trusted_proxies, max_body_bytes, upstream_timeout_ms, shutdown_grace_seconds, request_head_timeout_ms, idle_timeout_ms, max_connections, upstream_body_timeout_ms, retry_buffer_bytes, memory_limiter_max_bytes, tls, http_redirect_port)`,
+    `conf/gw.yaml:2:3: server.prot: unknown key "prot" (expected one of: port, host, admin_port, admin_host, trusted_proxies, max_body_bytes, upstream_timeout_ms, shutdown_grace_seconds, request_head_timeout_ms, idle_timeout_ms, max_connections, upstream_body_timeout_ms, retry_buffer_bytes, memory_limiter_max_bytes, tls, http_redirect_port, workers, access_log, access_log_sample)`,
     "conf/gw.yaml:4:19: server.max_body_bytes: must be at least 0, got -1",
     "conf/gw.yaml:6:3: redis: needs one of: url, url_env",
     'conf/gw.yaml:6:17: redis.failure_mode: must be one of open, closed, local, got "sometimes"',
@@ -193,7 +196,7 @@ Deno.test("parseConfig() reports a YAML syntax error with its line", () => {
 Deno.test("parseConfig() reports duplicate keys and keeps validating", () => {
   assert.deepEqual(problems(yaml("server:", "  port: 1", "  port: 2", "  bogus: 3", ...ROUTE)), [
     'conf/gw.yaml:3:3: duplicate key "port"',
-    'conf/gw.yaml:4:3: server.bogus: unknown key "bogus" (expected one of: port, host, admin_port, admin_host, trusted_proxies, max_body_bytes, upstream_timeout_ms, shutdown_grace_seconds, request_head_timeout_ms, idle_timeout_ms, max_connections, upstream_body_timeout_ms, retry_buffer_bytes, memory_limiter_max_bytes, tls, http_redirect_port)',
+    'conf/gw.yaml:4:3: server.bogus: unknown key "bogus" (expected one of: port, host, admin_port, admin_host, trusted_proxies, max_body_bytes, upstream_timeout_ms, shutdown_grace_seconds, request_head_timeout_ms, idle_timeout_ms, max_connections, upstream_body_timeout_ms, retry_buffer_bytes, memory_limiter_max_bytes, tls, http_redirect_port, workers, access_log, access_log_sample)',
   ]);
 });
 
