@@ -51,13 +51,12 @@ export function jsonLogger(
   sink: { write(line: string, urgent: boolean): void; flush(): void } = batchedStdout(),
 ): Logger {
   function emit(level: string, event: string, fields?: LogFields): void {
-    const record = { time: new Date().toISOString(), level, event, ...fields };
     let line: string;
     try {
-      line = JSON.stringify(record, replaceErrors);
+      line = formatLine(timestamp(), level, event, fields);
     } catch {
       line = JSON.stringify({
-        time: record.time,
+        time: timestamp(),
         level,
         event,
         log_error: "unserializable fields",
@@ -79,6 +78,51 @@ export function memoryLogger(): Logger & { records: LogFields[] } {
   const logger = jsonLogger({ write: (line) => records.push(JSON.parse(line)), flush() {} });
   return Object.assign(logger, { records });
 }
+
+/**
+ * One JSON object: `time`, `level`, `event`, then the fields in order.
+ * Written field by field rather than by spreading them into a new object
+ * for JSON.stringify: an access line is logged per request, and this is
+ * about half the cost. Strings of plain printable ASCII need no escaping.
+ */
+function formatLine(time: string, level: string, event: string, fields?: LogFields): string {
+  if (fields === undefined) return `{"time":"${time}","level":"${level}","event":${text(event)}}`;
+  if ("time" in fields || "level" in fields || "event" in fields) {
+    // A field named like one of the three replaces it, as a spread would.
+    return JSON.stringify({ time, level, event, ...fields }, replaceErrors);
+  }
+  let line = `{"time":"${time}","level":"${level}","event":${text(event)}`;
+  for (const key in fields) {
+    const value = fields[key];
+    if (value === undefined || typeof value === "function" || typeof value === "symbol") continue;
+    line += `,${text(key)}:`;
+    if (typeof value === "string") line += text(value);
+    else if (typeof value === "number") line += Number.isFinite(value) ? String(value) : "null";
+    else if (value === null || typeof value === "boolean") line += String(value);
+    else line += JSON.stringify(value, replaceErrors) ?? "null";
+  }
+  return line + "}";
+}
+
+/** A JSON string literal. */
+function text(value: string): string {
+  return PLAIN.test(value) ? `"${value}"` : JSON.stringify(value);
+}
+
+// Printable ASCII without `"` and `\`: written as it is inside quotes.
+const PLAIN = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
+
+/** The current time as ISO 8601, formatted at most once per millisecond. */
+function timestamp(): string {
+  const now = Date.now();
+  if (now !== lastMs) {
+    lastMs = now;
+    lastIso = new Date(now).toISOString();
+  }
+  return lastIso;
+}
+let lastMs = -1;
+let lastIso = "";
 
 function replaceErrors(_key: string, value: unknown): unknown {
   if (value instanceof Error) {
