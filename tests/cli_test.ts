@@ -101,7 +101,7 @@ Deno.test("deno task validate prints every problem as PATH:LINE:COLUMN: field: m
   const lines = result.stdout.trim().split("\n");
   assert.deepEqual(lines, [
     'tests/fixtures/broken.yaml:2:9: server.port: must be an integer, got string "8000"',
-    'tests/fixtures/broken.yaml:3:3: server.prot: unknown key "prot" (expected one of: port, host, admin_port, admin_host, trusted_proxies, max_body_bytes, upstream_timeout_ms, shutdown_grace_seconds, request_head_timeout_ms, idle_timeout_ms, max_connections, upstream_body_timeout_ms, retry_buffer_bytes, memory_limiter_max_bytes, tls, http_redirect_port)',
+    'tests/fixtures/broken.yaml:3:3: server.prot: unknown key "prot" (expected one of: port, host, admin_port, admin_host, trusted_proxies, max_body_bytes, upstream_timeout_ms, shutdown_grace_seconds, request_head_timeout_ms, idle_timeout_ms, max_connections, upstream_body_timeout_ms, retry_buffer_bytes, memory_limiter_max_bytes, tls, http_redirect_port, workers, access_log, access_log_sample)',
     'tests/fixtures/broken.yaml:6:18: routes[0].path_prefix: must start with "/", got "users"',
     "tests/fixtures/broken.yaml:8:5: routes[1]: needs exactly one of path_prefix, path_exact, path_regex",
     "tests/fixtures/broken.yaml:11:28: routes[1].rate_limit.requests_per_period: must be at least 1, got 0",

@@ -1,5 +1,5 @@
 import type { TableView } from "../snapshot/switch.ts";
-import type { Metrics } from "./metrics.ts";
+import type { Metrics, MetricsSnapshot } from "./metrics.ts";
 import type { RouteEntry } from "../routing/table.ts";
 import type { HeaderChanges } from "../config/types.ts";
 
@@ -11,13 +11,22 @@ export interface AdminDeps {
   readonly isReady: () => boolean;
   /** True from the first shutdown signal until exit. */
   readonly isDraining: () => boolean;
+  /**
+   * The worker threads' metrics (server.workers above 1), merged into
+   * `metrics` for /metrics; it must settle quickly whatever the workers do.
+   */
+  readonly gather?: () => Promise<readonly MetricsSnapshot[]>;
+  /** Worker threads serving and configured, shown by /readyz (server.workers above 1). */
+  readonly workers?: () => { serving: number; configured: number };
 }
 
 const JSON_HEADERS = { "content-type": "application/json", "cache-control": "no-store" };
 
 /** The admin listener's handler: /healthz, /readyz, /metrics, /routes. */
-export function adminHandler(deps: AdminDeps): (request: Request) => Response {
-  return function admin(request: Request): Response {
+export function adminHandler(
+  deps: AdminDeps,
+): (request: Request) => Response | Promise<Response> {
+  return function admin(request: Request): Response | Promise<Response> {
     const path = new URL(request.url).pathname;
     if (request.method !== "GET" && request.method !== "HEAD") {
       return json(405, { error: "method_not_allowed", message: "Use GET" }, { allow: "GET, HEAD" });
@@ -26,14 +35,20 @@ export function adminHandler(deps: AdminDeps): (request: Request) => Response {
       case "/healthz":
         return json(200, { status: "ok" });
       case "/readyz": {
-        if (deps.isDraining()) return json(503, { status: "draining" });
-        if (!deps.isReady()) return json(503, { status: "starting" });
-        return json(200, { status: "ready" });
+        const workers = deps.workers?.();
+        const extra = workers === undefined ? {} : { workers };
+        if (deps.isDraining()) return json(503, { status: "draining", ...extra });
+        // Not ready yet, or (with workers) none is serving: `workers` tells which.
+        if (!deps.isReady()) return json(503, { status: "starting", ...extra });
+        return json(200, { status: "ready", ...extra });
       }
-      case "/metrics":
-        return new Response(deps.metrics.render(), {
-          headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
-        });
+      case "/metrics": {
+        if (deps.gather === undefined) return exposition(deps.metrics.render());
+        return deps.gather().then(
+          (others) => exposition(deps.metrics.render(others)),
+          () => exposition(deps.metrics.render()),
+        );
+      }
       case "/routes":
         return json(200, routesBody(deps.routing));
       default:
@@ -128,6 +143,12 @@ function routeFilters(route: RouteEntry): Record<string, unknown> | null {
   if (route.timeoutMs !== undefined) out.timeout_ms = route.timeoutMs;
   if (route.preserveHost) out.preserve_host = true;
   return Object.keys(out).length === 0 ? null : out;
+}
+
+function exposition(text: string): Response {
+  return new Response(text, {
+    headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
+  });
 }
 
 function json(status: number, body: unknown, extra: Record<string, string> = {}): Response {

@@ -2,6 +2,11 @@
  * A small Prometheus registry: counters, gauges and histograms with labels,
  * rendered in the text exposition format (version 0.0.4). Hand-written
  * because the request path needs only a Map lookup per update.
+ *
+ * With `server.workers` above 1 every worker thread keeps its own registry;
+ * the main thread asks each for a {@linkcode MetricsSnapshot} (plain data)
+ * and renders its own registry with the snapshots merged in, metric by
+ * metric, by the metric's {@linkcode MergeRule}.
  */
 
 type Labels = Readonly<Record<string, string>>;
@@ -11,21 +16,51 @@ interface Series<T> {
   value: T;
 }
 
+/**
+ * How a metric's series from several threads combine: `sum` (counters,
+ * histograms, and gauges that count things, such as requests in flight),
+ * `max` (gauges every thread measures of the same things), `owner` (gauges
+ * only the main thread knows, such as the routing table version: the
+ * workers' values are ignored).
+ */
+export type MergeRule = "sum" | "max" | "owner";
+
+/** A histogram series' value as plain data. */
+export interface HistogramValue {
+  /** Observations per bucket (not cumulative), in the order of the buckets. */
+  counts: number[];
+  sum: number;
+  count: number;
+}
+
+/** One series as plain data. */
+export interface SeriesData<T = number | HistogramValue> {
+  readonly labels: Labels;
+  readonly value: T;
+}
+
+/**
+ * Every series of a registry, by metric name, as plain (structured-cloneable)
+ * data: what a worker thread sends the main thread for `/metrics`.
+ */
+export type MetricsSnapshot = Readonly<Record<string, readonly SeriesData[]>>;
+
 abstract class Metric<T> {
   readonly name: string;
   readonly help: string;
   readonly labelNames: readonly string[];
+  readonly merge: MergeRule;
   protected readonly series = new Map<string, Series<T>>();
 
-  constructor(name: string, help: string, labelNames: readonly string[]) {
+  constructor(name: string, help: string, labelNames: readonly string[], merge: MergeRule) {
     this.name = name;
     this.help = help;
     this.labelNames = labelNames;
+    this.merge = merge;
   }
 
   protected entry(labels: Labels, initial: () => T): Series<T> {
-    let key = "";
-    for (const name of this.labelNames) key += (labels[name] ?? "") + "\u0000";
+    const key = this.#key(labels);
     let found = this.series.get(key);
     if (found === undefined) {
       const copy: Record<string, string> = {};
@@ -36,7 +71,44 @@ abstract class Metric<T> {
     return found;
   }
 
-  abstract render(): string;
+  #key(labels: Labels): string {
+    let key = "";
+    for (const name of this.labelNames) key += (labels[name] ?? "") + "\u0000";
+    return key;
+  }
+
+  /** The series as plain data (copies: later updates do not show in it). */
+  snapshot(): SeriesData<T>[] {
+    return [...this.series.values()].map(({ labels, value }) => ({
+      labels,
+      value: this.copy(value),
+    }));
+  }
+
+  /**
+   * Renders this metric, with other threads' series of it merged in by its
+   * rule (series with the same labels combine; the others are added).
+   */
+  render(others: readonly (readonly SeriesData<T>[])[] = []): string {
+    if (others.length === 0 || this.merge === "owner") return this.renderSeries(this.series);
+    const merged = new Map<string, Series<T>>();
+    for (const [key, { labels, value }] of this.series) {
+      merged.set(key, { labels, value: this.copy(value) });
+    }
+    for (const list of others) {
+      for (const { labels, value } of list) {
+        const key = this.#key(labels);
+        const found = merged.get(key);
+        if (found === undefined) merged.set(key, { labels, value: this.copy(value) });
+        else found.value = this.combine(found.value, value);
+      }
+    }
+    return this.renderSeries(merged);
+  }
+
+  protected abstract copy(value: T): T;
+  protected abstract combine(into: T, from: T): T;
+  protected abstract renderSeries(series: ReadonlyMap<string, Series<T>>): string;
 }
 
 /** A metric whose series each hold one number. */
@@ -53,10 +125,18 @@ abstract class NumberMetric extends Metric<number> {
     return this.entry(labels, () => 0).value;
   }
 
-  render(): string {
+  protected copy(value: number): number {
+    return value;
+  }
+
+  protected combine(into: number, from: number): number {
+    return this.merge === "max" ? Math.max(into, from) : into + from;
+  }
+
+  protected renderSeries(series: ReadonlyMap<string, Series<number>>): string {
     let out = header(this, this.type);
-    if (this.series.size === 0 && this.labelNames.length === 0) return out + `${this.name} 0\n`;
-    for (const { labels, value } of this.series.values()) {
+    if (series.size === 0 && this.labelNames.length === 0) return out + `${this.name} 0\n`;
+    for (const { labels, value } of series.values()) {
       out += `${this.name}${formatLabels(labels)} ${value}\n`;
     }
     return out;
@@ -67,6 +147,10 @@ abstract class NumberMetric extends Metric<number> {
 export class Counter extends NumberMetric {
   protected readonly type = "counter";
 
+  constructor(name: string, help: string, labelNames: readonly string[]) {
+    super(name, help, labelNames, "sum");
+  }
+
   /** Adds `by` (default 1) to the series with these labels. */
   inc(labels: Labels = {}, by = 1): void {
     this.addTo(labels, by);
@@ -76,6 +160,11 @@ export class Counter extends NumberMetric {
 /** A value that goes up and down. */
 export class Gauge extends NumberMetric {
   protected readonly type = "gauge";
+
+  /** `merge` says how worker threads' values combine (default `sum`). */
+  constructor(name: string, help: string, labelNames: readonly string[], merge: MergeRule = "sum") {
+    super(name, help, labelNames, merge);
+  }
 
   /** Sets the series with these labels. */
   set(labels: Labels, value: number): void {
@@ -93,18 +182,12 @@ export class Gauge extends NumberMetric {
   }
 }
 
-interface HistogramValue {
-  counts: number[];
-  sum: number;
-  count: number;
-}
-
 /** Observations counted into cumulative buckets. */
 export class Histogram extends Metric<HistogramValue> {
   readonly buckets: readonly number[];
 
   constructor(name: string, help: string, labelNames: readonly string[], buckets: number[]) {
-    super(name, help, labelNames);
+    super(name, help, labelNames, "sum");
     this.buckets = [...buckets].sort((a, b) => a - b);
   }
 
@@ -126,9 +209,21 @@ export class Histogram extends Metric<HistogramValue> {
     v.count++;
   }
 
-  render(): string {
+  protected copy(value: HistogramValue): HistogramValue {
+    return { counts: [...value.counts], sum: value.sum, count: value.count };
+  }
+
+  protected combine(into: HistogramValue, from: HistogramValue): HistogramValue {
+    // Every thread's histogram of a name has the same buckets (one Metrics class).
+    for (let i = 0; i < into.counts.length; i++) into.counts[i] += from.counts[i] ?? 0;
+    into.sum += from.sum;
+    into.count += from.count;
+    return into;
+  }
+
+  protected renderSeries(series: ReadonlyMap<string, Series<HistogramValue>>): string {
     let out = header(this, "histogram");
-    for (const { labels, value } of this.series.values()) {
+    for (const { labels, value } of series.values()) {
       let cumulative = 0;
       for (let i = 0; i < this.buckets.length; i++) {
         cumulative += value.counts[i];
@@ -184,6 +279,7 @@ export class Metrics {
     "vanguard_upstream_ejected_endpoints",
     "Ready endpoints getting no traffic now (ejected, or failing active health checks), by service.",
     ["service"],
+    "max",
   );
   readonly upstreamRetries = new Counter(
     "vanguard_upstream_retries_total",
@@ -260,17 +356,20 @@ export class Metrics {
     "vanguard_discovery_connected",
     "1 while every Kubernetes watch is open, else 0.",
     [],
+    "owner",
   );
   readonly discoveryLastEventAge = new Gauge(
     "vanguard_discovery_last_event_age_seconds",
     "Seconds since the quietest watch last received an event or bookmark (-1: never).",
     [],
+    "owner",
   );
   readonly #beforeRender: (() => void)[] = [];
   readonly serviceEndpoints = new Gauge(
     "vanguard_service_endpoints",
     "Ready endpoints per service in the current routing table.",
     ["service"],
+    "owner",
   );
   readonly inFlight = new Gauge(
     "vanguard_requests_in_flight",
@@ -287,10 +386,22 @@ export class Metrics {
     "Client connections closed by the gateway, by reason (head_timeout: no complete request head in time, idle_timeout: idle keep-alive, over_limit: max_connections reached).",
     ["reason"],
   );
+  readonly workersServing = new Gauge(
+    "vanguard_workers_serving",
+    "Worker threads serving the proxy port now (server.workers above 1; 0 otherwise).",
+    [],
+    "owner",
+  );
+  readonly workerExits = new Counter(
+    "vanguard_worker_exits_total",
+    "Worker threads that exited unexpectedly (each is restarted), by reason (crashed, unresponsive, start_failed).",
+    ["reason"],
+  );
   readonly tableVersion = new Gauge(
     "vanguard_routing_table_version",
     "Version of the routing table now serving; it increases with every swap.",
     [],
+    "owner",
   );
 
   /**
@@ -305,9 +416,8 @@ export class Metrics {
     };
   }
 
-  /** The whole registry in Prometheus text format. */
-  render(): string {
-    for (const refresh of this.#beforeRender) refresh();
+  /** Every metric, in the order of the exposition. */
+  #all(): readonly Metric<number | HistogramValue>[] {
     return [
       this.requests,
       this.duration,
@@ -334,7 +444,75 @@ export class Metrics {
       this.inFlight,
       this.clientConnections,
       this.clientConnectionsClosed,
+      this.workersServing,
+      this.workerExits,
       this.tableVersion,
-    ].map((metric) => metric.render()).join("");
+    ] as Metric<number | HistogramValue>[];
   }
+
+  /** Every series now, as plain data (computed gauges refreshed first), for another thread. */
+  snapshot(): MetricsSnapshot {
+    for (const refresh of this.#beforeRender) refresh();
+    const out: Record<string, readonly SeriesData[]> = {};
+    for (const metric of this.#all()) out[metric.name] = metric.snapshot();
+    return out;
+  }
+
+  /**
+   * The whole registry in Prometheus text format; with `others` (the
+   * workers' snapshots), each metric merged with theirs by its rule.
+   */
+  render(others: readonly MetricsSnapshot[] = []): string {
+    for (const refresh of this.#beforeRender) refresh();
+    return this.#all().map((metric) =>
+      metric.render(others.length === 0 ? [] : others.map((other) => other[metric.name] ?? []))
+    ).join("");
+  }
+
+  /**
+   * `into` plus the counters and histograms of `departed` (a worker that
+   * exited): what keeps the merged counters from going back when a worker
+   * is replaced. Its gauges are dropped: what they counted is gone with it.
+   */
+  retain(into: MetricsSnapshot | undefined, departed: MetricsSnapshot): MetricsSnapshot {
+    const out: Record<string, readonly SeriesData[]> = {};
+    for (const metric of this.#all()) {
+      if (metric instanceof Gauge) continue;
+      const kept = into?.[metric.name] ?? [];
+      const gone = departed[metric.name] ?? [];
+      out[metric.name] = sumSeries(metric, kept, gone);
+    }
+    return out;
+  }
+}
+
+/** Two lists of one metric's series, summed by labels. */
+function sumSeries(
+  metric: Metric<number | HistogramValue>,
+  a: readonly SeriesData[],
+  b: readonly SeriesData[],
+): SeriesData[] {
+  const key = (labels: Labels) =>
+    metric.labelNames.map((name) => labels[name] ?? "").join("\u0000");
+  const out = new Map<string, SeriesData>();
+  for (const series of [...a, ...b]) {
+    const k = key(series.labels);
+    const found = out.get(k);
+    if (found === undefined) {
+      out.set(k, {
+        labels: series.labels,
+        value: typeof series.value === "number"
+          ? series.value
+          : { ...series.value, counts: [...series.value.counts] },
+      });
+    } else if (typeof found.value === "number" && typeof series.value === "number") {
+      out.set(k, { labels: found.labels, value: found.value + series.value });
+    } else if (typeof found.value !== "number" && typeof series.value !== "number") {
+      const value = found.value;
+      series.value.counts.forEach((n, i) => value.counts[i] = (value.counts[i] ?? 0) + n);
+      value.sum += series.value.sum;
+      value.count += series.value.count;
+    }
+  }
+  return [...out.values()];
 }

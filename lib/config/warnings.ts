@@ -19,6 +19,7 @@ export function warnAboutSurprises(config: Config, walk: Walk): void {
       warning: true,
     });
   }
+  warnAboutWorkerLimits(config, at, walk);
   const hasAuth = config.auth.apiKey !== undefined || config.auth.jwt !== undefined;
   const discoveryOn = config.discovery.kubernetes?.enabled === true;
   config.routes.forEach((route, index) => {
@@ -59,5 +60,32 @@ export function warnAboutSurprises(config: Config, walk: Walk): void {
         warning: true,
       });
     }
+  });
+}
+
+/**
+ * With worker threads and no Redis, each worker keeps its own in-memory
+ * limiter: a client whose connections the kernel spreads over N workers may
+ * get up to N times a route's limit.
+ */
+function warnAboutWorkerLimits(
+  config: Config,
+  at: (path: (string | number)[]) => Node | undefined,
+  walk: Walk,
+): void {
+  const workers = config.server.workers;
+  if (workers === 1 || config.redis !== undefined) return;
+  const limited = config.routes.filter((route) => route.rateLimit !== undefined);
+  if (limited.length === 0) return;
+  const names = limited.slice(0, 5).map((route) => JSON.stringify(route.id)).join(", ") +
+    (limited.length > 5 ? ` and ${limited.length - 5} more` : "");
+  const times = workers === "auto" ? "one limit per core" : `${workers} times the limit`;
+  report(walk, {
+    node: at(["server", "workers"]),
+    field: "server.workers",
+    message:
+      `each worker counts rate limits alone without redis: a client may get up to ${times} ` +
+      `on ${names}; configure redis for an exact limit`,
+    warning: true,
   });
 }

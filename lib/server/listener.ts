@@ -130,6 +130,7 @@ class BoundedListener implements ProxyListener {
       hostname,
       port,
       tls,
+      reusePort: this.#options.reusePort,
       resolverSymbol: this.#internals.resolverSymbol,
       // Deno keeps every resolver answer for the listener's lifetime: bound that memory.
       onServerName: () => {

@@ -33,6 +33,8 @@ export interface ListenerOptions extends ConnectionBounds {
   readonly internals?: DenoInternals | null;
   /** Present: HTTPS with these certificates (HTTP/1.1 and HTTP/2 by ALPN). */
   readonly tls?: CertificateSource;
+  /** Share the port with other listeners (SO_REUSEPORT; worker threads; needs --unstable-net). */
+  readonly reusePort?: boolean;
 }
 
 /** A running proxy listener. */

@@ -41,6 +41,7 @@ export function serveUnbounded(options: ListenerOptions, handler: ClientHandler)
     signal: abort.signal,
     onListen() {},
     onError: options.onError,
+    reusePort: options.reusePort,
     ...pair,
   }, function serve(request, info) {
     return handler(request, { remoteAddr: info.remoteAddr, localAddr: server.addr, secure });
@@ -70,9 +71,11 @@ export function openSocket(options: {
   resolverSymbol?: symbol;
   /** Called for every server name the resolver is asked for. */
   onServerName: () => void;
+  /** SO_REUSEPORT on the plain TCP listener too (worker threads share the port). */
+  reusePort?: boolean;
 }): Deno.Listener {
   const { hostname, port, tls, resolverSymbol } = options;
-  if (tls === undefined) return Deno.listen({ hostname, port });
+  if (tls === undefined) return Deno.listen({ hostname, port, reusePort: options.reusePort });
   const tlsOptions: Deno.ListenTlsOptions & Record<symbol, unknown> = {
     hostname,
     port,

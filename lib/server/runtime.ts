@@ -3,6 +3,11 @@
  * configured middleware, health checks and the chain compiler) and how it is
  * built: everything is released again if a later step fails, so a failed
  * start or reload leaves nothing behind.
+ *
+ * With `server.workers` above 1 the work splits: the main thread builds a
+ * {@linkcode ControlRuntime} (discovery and active health checks; it serves
+ * no request) and each worker thread a {@linkcode Runtime} without them
+ * (`controlPlane: false`).
  */
 import type { Metrics } from "../admin/metrics.ts";
 import { Authenticator } from "../auth/authenticator.ts";
@@ -34,36 +39,51 @@ import { tracing } from "../tracing/trace.ts";
 import { chainFor } from "./chain.ts";
 import { routesThatCannotServe } from "./route_problems.ts";
 
-/** What one config builds; installed whole on reload, with the table compiled for it. */
-export interface Runtime extends SwitchRuntime {
+/** What one config runs in the background: discovery and active health checks. */
+export interface ControlRuntime extends SwitchRuntime {
   readonly config: Config;
-  readonly authenticator: Authenticator;
-  readonly limiter: RateLimitBackend & { close(): Promise<void> };
   readonly discovery?: KubernetesDiscovery;
-  readonly trusted: CidrSet;
   /** Active health checks of this config's static services, if any has them. */
   readonly healthChecker?: HealthChecker;
+}
+
+/** What one config builds; installed whole on reload, with the table compiled for it. */
+export interface Runtime extends ControlRuntime {
+  readonly authenticator: Authenticator;
+  readonly limiter: RateLimitBackend & { close(): Promise<void> };
+  readonly trusted: CidrSet;
   /** Releases what this config's plugin instances registered with `onClose`. */
   closePlugins(): Promise<void>;
 }
 
-/** What building a runtime uses that outlives runtimes (shared by every config). */
-export interface RuntimeDeps {
+/** What building a {@linkcode ControlRuntime} uses. */
+export interface ControlDeps {
   readonly env: (name: string) => string | undefined;
   readonly logger: Logger;
   readonly metrics: Metrics;
+  readonly health: UpstreamHealth;
+  readonly discoveryTuning?: Partial<DiscoveryTuning>;
+  /** Told when a runtime's discovery has new objects (the state switch rebuilds the table). */
+  readonly onDiscoveryChange: (discovery: KubernetesDiscovery) => void;
+}
+
+/** What building a runtime uses that outlives runtimes (shared by every config). */
+export interface RuntimeDeps extends ControlDeps {
   readonly client: UpstreamClient;
   readonly balancer: Balancer;
-  readonly health: UpstreamHealth;
   readonly concurrency: ServiceConcurrency;
   readonly readFile?: (path: string) => string;
   readonly now?: () => number;
   readonly jwksPolicy?: JwksCachePolicy;
-  readonly discoveryTuning?: Partial<DiscoveryTuning>;
   readonly accessLog?: boolean;
   readonly middleware?: readonly Middleware[];
-  /** Told when a runtime's discovery has new objects (the state switch rebuilds the table). */
-  readonly onDiscoveryChange: (discovery: KubernetesDiscovery) => void;
+  /**
+   * Whether this runtime runs discovery and active health checks and reports
+   * routes that cannot serve (default true). False in a worker thread: the
+   * main thread does all three and sends the tables and the endpoints it
+   * marked down.
+   */
+  readonly controlPlane?: boolean;
 }
 
 /** Builds what `config` needs, reusing what an unchanged part of `previous` already has. */
@@ -92,39 +112,12 @@ export async function buildRuntime(
     ? previous.limiter
     : await buildLimiter(config, { env, logger, metrics });
   if (!sameRedis) onFailure(() => limiter.close());
-  const discoveryOn = discoveryEnabled(config, env);
-  let discovery: KubernetesDiscovery | undefined;
-  if (discoveryOn) {
-    if (previous?.discovery?.serves(config)) {
-      discovery = previous.discovery;
-    } else {
-      const started: KubernetesDiscovery = await KubernetesDiscovery.start({
-        config,
-        // A provider only says that its objects changed; the switch ignores
-        // one that the runtime in force does not use.
-        onChange: () => deps.onDiscoveryChange(started),
-        logger,
-        metrics,
-        env,
-        tuning: deps.discoveryTuning,
-      });
-      onFailure(() => started.stop());
-      // The first lists must succeed before this config serves. At start-up
-      // within DiscoveryTuning.firstSyncTimeoutMs (10 s): a gateway that
-      // cannot see its cluster says why and does not start, instead of
-      // answering 503 on /readyz forever. On reload within 30 s, while the
-      // old runtime keeps serving; a failure keeps it.
-      await started.untilSynced(previous === undefined ? undefined : RELOAD_SYNC_TIMEOUT_MS);
-      discovery = started;
-    }
+  const controlPlane = deps.controlPlane ?? true;
+  const discovery = controlPlane ? await startDiscovery(config, previous, deps) : undefined;
+  if (discovery !== undefined && discovery !== previous?.discovery) {
+    onFailure(() => discovery.stop());
   }
-  for (const problem of routesThatCannotServe(config, { discoveryOn })) {
-    logger.warn("route_cannot_serve", {
-      route: problem.route,
-      reasons: problem.reasons,
-      message: problem.message,
-    });
-  }
+  if (controlPlane) reportRoutesThatCannotServe(config, deps);
   const server = config.server;
   // What plugin instances register to release themselves: run on retirement, or on failure below.
   const plugins = new AsyncDisposableStack();
@@ -173,10 +166,95 @@ export async function buildRuntime(
     handlerFor,
     closePlugins: () => plugins.disposeAsync(),
     // Last: nothing after it can fail and leave its timers running.
-    healthChecker: HealthChecker.start(config, { health, metrics, logger }),
+    healthChecker: controlPlane
+      ? HealthChecker.start(config, { health, metrics, logger })
+      : undefined,
   };
   undo.move(); // built: nothing to release
   return built;
+}
+
+/**
+ * What the main thread builds for a config when worker threads serve:
+ * discovery and active health checks, no request handling (its handler
+ * compiler only satisfies the state switch, which builds the tables the
+ * workers get).
+ */
+export async function buildControlRuntime(
+  config: Config,
+  previous: ControlRuntime | undefined,
+  deps: ControlDeps,
+): Promise<ControlRuntime> {
+  const discovery = await startDiscovery(config, previous, deps);
+  reportRoutesThatCannotServe(config, deps);
+  return {
+    config,
+    discovery,
+    handlerFor: () =>
+      function ownerServesNothing(): Promise<Response> {
+        return Promise.reject(new Error("The main thread serves no request: the workers do"));
+      },
+    healthChecker: HealthChecker.start(config, deps),
+  };
+}
+
+/**
+ * Releases what `old` holds that `next` does not reuse (plugins, the
+ * authenticator, the limiter when Redis changed); its health checks and
+ * discovery are stopped by the caller.
+ */
+export async function releaseRuntime(old: Runtime, next: Runtime | undefined): Promise<void> {
+  await old.closePlugins();
+  await old.authenticator.close();
+  if (old.limiter !== next?.limiter) await old.limiter.close();
+}
+
+/**
+ * The discovery `config` needs: the previous runtime's when it serves this
+ * config too, else a new one that has synced (its failure stops it again);
+ * undefined when discovery is off. A caller that fails later stops a new one.
+ */
+async function startDiscovery(
+  config: Config,
+  previous: ControlRuntime | undefined,
+  deps: ControlDeps,
+): Promise<KubernetesDiscovery | undefined> {
+  const { env, logger, metrics } = deps;
+  if (!discoveryEnabled(config, env)) return undefined;
+  if (previous?.discovery?.serves(config)) return previous.discovery;
+  const started: KubernetesDiscovery = await KubernetesDiscovery.start({
+    config,
+    // A provider only says that its objects changed; the switch ignores
+    // one that the runtime in force does not use.
+    onChange: () => deps.onDiscoveryChange(started),
+    logger,
+    metrics,
+    env,
+    tuning: deps.discoveryTuning,
+  });
+  try {
+    // The first lists must succeed before this config serves. At start-up
+    // within DiscoveryTuning.firstSyncTimeoutMs (10 s): a gateway that
+    // cannot see its cluster says why and does not start, instead of
+    // answering 503 on /readyz forever. On reload within 30 s, while the
+    // old runtime keeps serving; a failure keeps it.
+    await started.untilSynced(previous === undefined ? undefined : RELOAD_SYNC_TIMEOUT_MS);
+  } catch (error) {
+    await started.stop().catch(() => {});
+    throw error;
+  }
+  return started;
+}
+
+function reportRoutesThatCannotServe(config: Config, deps: ControlDeps): void {
+  const discoveryOn = discoveryEnabled(config, deps.env);
+  for (const problem of routesThatCannotServe(config, { discoveryOn })) {
+    deps.logger.warn("route_cannot_serve", {
+      route: problem.route,
+      reasons: problem.reasons,
+      message: problem.message,
+    });
+  }
 }
 
 const RELOAD_SYNC_TIMEOUT_MS = 30_000;

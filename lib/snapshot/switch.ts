@@ -6,6 +6,11 @@
  * one cell. A request pins that cell, so it runs entirely on one config and
  * one table; no provider ever touches it (Traefik's provider -> watcher ->
  * handler switcher is the model).
+ *
+ * In a worker thread (`server.workers` above 1) the switch is still the one
+ * writer of that thread's cell, but the tables come from the main thread,
+ * which runs the providers: `installTable` takes one, and `install` takes
+ * the table built for the new runtime along with it.
  */
 import type { Config } from "../config/types.ts";
 import {
@@ -48,17 +53,27 @@ export interface TableView {
   onSwap(listener: (table: RoutingTable) => void): void;
 }
 
+/** How a {@linkcode StateSwitch} starts. */
+export interface SwitchOptions {
+  /** The first table (a worker's, built by the main thread); absent: built from the runtime. */
+  readonly table?: RoutingTable;
+  /** Whether each swap is logged (`routing_table_swapped`; default true; workers leave it to the main thread). */
+  readonly logSwaps?: boolean;
+}
+
 /** Holds the live snapshot; the only writer of it. */
 export class StateSwitch<R extends SwitchRuntime> {
   #cell: Snapshot<R>;
   readonly #routing: RoutingState;
   readonly #logger: Logger;
+  readonly #logSwaps: boolean;
   #lastPrint = "";
   #lastWarnings = new Set<string>();
 
-  constructor(runtime: R, logger: Logger) {
+  constructor(runtime: R, logger: Logger, options: SwitchOptions = {}) {
     this.#logger = logger;
-    const table = this.#tableFor(runtime, 1);
+    this.#logSwaps = options.logSwaps ?? true;
+    const table = options.table ?? this.#tableFor(runtime, 1);
     this.#lastPrint = fingerprint(table);
     this.#cell = { table, runtime, handler: runtime.handlerFor(table) };
     this.#routing = new RoutingState(table);
@@ -78,9 +93,18 @@ export class StateSwitch<R extends SwitchRuntime> {
    * Installs the runtime of a new config: its table (from its config and,
    * with discovery, the provider's objects) and handler go in with it, in
    * one swap, so no request ever sees the new table with the old runtime.
+   * A worker passes `table`: the one the main thread built for this runtime's config.
    */
-  install(runtime: R): void {
-    this.#swap(runtime, this.#tableFor(runtime, this.#cell.table.version + 1), true);
+  install(runtime: R, table?: RoutingTable): void {
+    this.#swap(runtime, table ?? this.#tableFor(runtime, this.#cell.table.version + 1), true);
+  }
+
+  /**
+   * A table built elsewhere (by the main thread, for the runtime in force)
+   * replaces the current one: a worker thread's only way to get a new table.
+   */
+  installTable(table: RoutingTable): void {
+    this.#swap(this.#cell.runtime, table, true);
   }
 
   /**
@@ -101,6 +125,7 @@ export class StateSwitch<R extends SwitchRuntime> {
     this.#lastPrint = print;
     this.#cell = { table, runtime, handler: runtime.handlerFor(table) };
     this.#routing.swap(table);
+    if (!this.#logSwaps) return;
     this.#logger.info("routing_table_swapped", {
       version: table.version,
       routes: table.routes.length,
