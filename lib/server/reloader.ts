@@ -1,6 +1,6 @@
 import { formatProblem, loadConfigFile } from "../config/load.ts";
 import type { Logger } from "../log/logger.ts";
-import type { Gateway } from "./gateway.ts";
+import type { Gateway } from "./gateway_types.ts";
 
 /** Reloads the config file into a gateway: when the file changes, and on demand (SIGHUP). */
 export interface ConfigReloader {

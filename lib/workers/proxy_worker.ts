@@ -23,7 +23,7 @@ import {
   internalErrorResponder,
   pinnedHandler,
   publishEjected,
-} from "../server/gateway.ts";
+} from "../server/gateway_parts.ts";
 import { listenFailure, type ProxyListener, startListener } from "../server/listener.ts";
 import { buildRuntime, releaseRuntime, type Runtime, type RuntimeDeps } from "../server/runtime.ts";
 import { TlsCertificates } from "../server/tls.ts";
