@@ -150,11 +150,14 @@ Deno.test("Dockerfile: the command has explicit, narrow permissions and needs no
   }
   assert.ok(denoFlags.some((f) => f === "--allow-net" || f.startsWith("--allow-net=")));
 
-  // Reads: the config directory and the service-account credentials only.
+  // Reads: the config directory, the service-account credentials, and the
+  // gateway's own code (a worker thread, server.workers, loads its modules
+  // from /app/lib and Deno checks read permission for them).
   const reads = denoFlags.filter((f) => f.startsWith("--allow-read"));
   assert.equal(reads.length, 1, `one --allow-read with a list: ${reads}`);
   const readPaths = reads[0].replace(/^--allow-read=?/, "").split(",");
   assert.deepEqual(readPaths.sort(), [
+    "/app/lib",
     "/etc/vanguard",
     "/var/run/secrets/kubernetes.io/serviceaccount",
   ]);

@@ -286,7 +286,8 @@ Deno.test("k8s: the gateway's permission flags are explicit and narrow", () => {
 
   const read = flagValue(denoFlags, "--allow-read");
   assert.ok(read, "--allow-read=LIST (an unrestricted --allow-read is too broad)");
-  assert.deepEqual(read.split(",").sort(), ["/etc/vanguard", SA_DIR]);
+  // The gateway's own code too: worker threads (server.workers) load their modules from it.
+  assert.deepEqual(read.split(",").sort(), ["/app/lib", "/etc/vanguard", SA_DIR]);
 
   // --allow-net lists the listeners and every address it references resolves.
   const net = flagValue(denoFlags, "--allow-net");
