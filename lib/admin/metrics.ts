@@ -104,7 +104,7 @@ export class Metrics {
   );
   readonly redisDuration = new Histogram(
     "vanguard_redis_duration_seconds",
-    "Round trip of the rate-limit script to Redis (successful calls).",
+    "Time from a rate-limit check to its answer from Redis: the wait for a free batch call, then the round trip of the batch script (successful checks).",
     [],
     [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1],
   );
