@@ -63,4 +63,4 @@ EXPOSE 8000 8001
 # credentials (never -A/--allow-all/--allow-write/--allow-run/--allow-ffi).
 # --cached-only and --frozen: no download and no lockfile write at run time.
 # Kubernetes narrows --allow-net further in k8s/deployment.yaml.
-CMD ["run", "--cached-only", "--frozen", "--config", "/app/deno.json", "--allow-net", "--allow-read=/etc/vanguard,/var/run/secrets/kubernetes.io/serviceaccount,/app/lib", "--allow-env", "--allow-sys=uid", "main.ts", "--config", "/etc/vanguard/config.yaml"]
+CMD ["run", "--cached-only", "--frozen", "--config", "/app/deno.json", "--allow-net", "--allow-read=/etc/vanguard,/var/run/secrets/kubernetes.io/serviceaccount,/app/lib", "--allow-env", "--allow-sys=uid", "--v8-flags=--max-semi-space-size=8", "main.ts", "--config", "/etc/vanguard/config.yaml"]
