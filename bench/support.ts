@@ -49,21 +49,124 @@ export async function waitForPort(port: number, ms = 15000): Promise<void> {
   }
 }
 
-/** A loopback port nothing listens on now. */
+/** Ports freePort() handed out already (the kernel may offer a closed one again). */
+const handedOut = new Set<number>();
+
+/** A loopback port nothing listens on now, and not handed out before by this process. */
 export function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
+  for (;;) {
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = (listener.addr as Deno.NetAddr).port;
+    listener.close();
+    if (!handedOut.has(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
 }
 
 /** Every process a benchmark started; stopAll() ends them. */
 const children: Deno.ChildProcess[] = [];
-/** Starts a process (stdout discarded) that stopAll() will end. */
-export function spawn(command: string, args: string[], cwd = ROOT): Deno.ChildProcess {
-  const child = new Deno.Command(command, { args, cwd, stdout: "null", stderr: "piped" }).spawn();
+/** The last few KB each child wrote to stderr (read as it comes, so a chatty child never blocks). */
+const stderrTails = new Map<Deno.ChildProcess, string>();
+
+/** Starts a process (stdout discarded, stderr kept for stderrTail()) that stopAll() will end. */
+export function spawn(
+  command: string,
+  args: string[],
+  options: { cwd?: string; env?: Record<string, string> } = {},
+): Deno.ChildProcess {
+  const child = new Deno.Command(command, {
+    args,
+    cwd: options.cwd ?? ROOT,
+    env: options.env,
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
   children.push(child);
+  stderrTails.set(child, "");
+  (async () => {
+    for await (const text of child.stderr.pipeThrough(new TextDecoderStream())) {
+      stderrTails.set(child, (stderrTails.get(child) + text).slice(-4096));
+    }
+  })().catch(() => {});
   return child;
+}
+
+/** The end of what a spawned process wrote to stderr. */
+export function stderrTail(child: Deno.ChildProcess): string {
+  return stderrTails.get(child) ?? "";
+}
+
+/** Waits for a spawned server's port; if it exits or does not listen, says why with its stderr. */
+export async function waitForChild(
+  child: Deno.ChildProcess,
+  name: string,
+  port: number,
+): Promise<void> {
+  let exit: Deno.CommandStatus | undefined;
+  child.status.then((status) => exit = status);
+  const deadline = Date.now() + 15000;
+  for (;;) {
+    try {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      conn.close();
+      return;
+    } catch {
+      if (exit || Date.now() > deadline) {
+        // Let the stderr reader catch up with the last lines.
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        throw new Error(
+          `${name} ${exit ? `exited (code ${exit.code})` : "did not listen"} on port ${port}; ` +
+            `its stderr:\n${stderrTail(child)}`,
+        );
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+}
+
+/** The process ids of everything spawn() started. */
+export function childPids(): number[] {
+  return children.map((child) => child.pid);
+}
+
+/** CPU time in clock ticks: of the whole machine, and of some processes. */
+export interface CpuTicks {
+  /** user + nice + system of all cores (interrupt time and steal left out). */
+  busy: number;
+  /** user + system of the processes asked for, and of this process and its reaped children. */
+  ours: number;
+}
+
+/** Reads CPU time from /proc (through cat: Deno wants --allow-all to read /proc itself). */
+export async function cpuTicks(pids: number[]): Promise<CpuTicks> {
+  const paths = ["/proc/stat", ...[Deno.pid, ...pids].map((pid) => `/proc/${pid}/stat`)];
+  // A process that is gone is only missing from the output.
+  const output = await new Deno.Command("cat", { args: paths, stdout: "piped", stderr: "null" })
+    .output();
+  let busy = 0, ours = 0;
+  for (const line of new TextDecoder().decode(output.stdout).split("\n")) {
+    if (line.startsWith("cpu ")) {
+      const [user, nice, system] = line.trim().split(/\s+/).slice(1, 4).map(Number);
+      busy = user + nice + system;
+    } else if (/^\d+ \(/.test(line)) {
+      // Fields after "pid (comm) ": state is the 3rd field, utime the 14th ... cstime the 17th.
+      const fields = line.slice(line.lastIndexOf(")") + 2).split(" ").map(Number);
+      ours += fields[11] + fields[12] + fields[13] + fields[14];
+    }
+  }
+  return { busy, ours };
+}
+
+/**
+ * The share of the machine (0..1) that processes outside the run used
+ * between two readings `ms` apart (Linux's 100 clock ticks a second).
+ */
+export function othersShare(before: CpuTicks, after: CpuTicks, ms: number): number {
+  const ticks = (ms / 1000) * 100 * navigator.hardwareConcurrency;
+  const others = (after.busy - before.busy) - (after.ours - before.ours);
+  return Math.max(0, others / ticks);
 }
 
 /** Ends every process spawn() started. */
@@ -80,7 +183,8 @@ export async function stopAll(): Promise<void> {
 export async function startFlags(): Promise<string[]> {
   const denoJson = JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`));
   const words: string[] = denoJson.tasks.start.split(/\s+/);
-  return words.filter((word) => word.startsWith("--allow-"));
+  // The permissions and the V8 flags: the gateway measured is the one `deno task start` runs.
+  return words.filter((word) => word.startsWith("--allow-") || word.startsWith("--v8-flags="));
 }
 
 /** The resident memory of process `pid` now, in MiB. */
@@ -91,6 +195,7 @@ export async function rssMb(pid: number): Promise<number> {
   return kb / 1024;
 }
 
+/** The peak resident memory (VmHWM) of process `pid` so far, in MiB, rounded. */
 export async function peakRssMb(pid: number): Promise<number> {
   // Deno asks for --allow-all to read /proc directly; cat is already allowed (--allow-run).
   const output = await new Deno.Command("cat", { args: [`/proc/${pid}/status`], stdout: "piped" })
