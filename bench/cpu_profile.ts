@@ -1,0 +1,114 @@
+/**
+ * deno task bench:profile — where a proxy's CPU goes per request: attaches
+ * to a Deno process started with `--inspect=127.0.0.1:PORT`, samples its
+ * CPU (V8's profiler, every 100 µs) while wrk loads a URL, and prints the
+ * busy microseconds per request by category (the project's own code,
+ * Deno's JavaScript, ops, socket writes, GC) and the costliest functions.
+ *
+ *   deno task bench:profile INSPECT_PORT URL [--seconds 5] [--top 30]
+ *
+ * Run it against the gateway and against bench/bare_proxy.ts in turn, with
+ * the same backend, to see what the gateway adds.
+ */
+
+interface ProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  children?: number[];
+}
+
+async function main(): Promise<number> {
+  const [port, url] = Deno.args;
+  if (!port || !url) {
+    console.error("usage: deno task bench:profile INSPECT_PORT URL [--seconds 5] [--top 30]");
+    return 2;
+  }
+  const option = (name: string, fallback: number) => {
+    const at = Deno.args.indexOf(name);
+    return at === -1 ? fallback : Number(Deno.args[at + 1]);
+  };
+  const seconds = option("--seconds", 5);
+  const top = option("--top", 30);
+  const targets = await (await fetch(`http://127.0.0.1:${port}/json/list`)).json();
+  const socket = new WebSocket(targets[0].webSocketDebuggerUrl);
+  await new Promise((resolve) => socket.onopen = resolve);
+  let lastId = 0;
+  const pending = new Map<number, (result: unknown) => void>();
+  socket.onmessage = (event) => {
+    const message = JSON.parse(event.data);
+    pending.get(message.id)?.(message.result);
+    pending.delete(message.id);
+  };
+  const call = <T>(method: string, params: unknown = {}) =>
+    new Promise<T>((resolve) => {
+      const id = ++lastId;
+      pending.set(id, resolve as (result: unknown) => void);
+      socket.send(JSON.stringify({ id, method, params }));
+    });
+
+  await call("Profiler.enable");
+  await call("Profiler.setSamplingInterval", { interval: 100 });
+  await call("Profiler.start");
+  const output = await new Deno.Command("wrk", {
+    args: ["-t1", "-c50", `-d${seconds}s`, url],
+    stdout: "piped",
+  }).output();
+  const { profile } = await call<
+    { profile: { nodes: ProfileNode[]; samples: number[]; timeDeltas: number[] } }
+  >("Profiler.stop");
+  socket.close();
+  const text = new TextDecoder().decode(output.stdout);
+  const requests = Number(text.match(/(\d+) requests in/)?.[1] ?? 0);
+  if (requests === 0) {
+    console.error(`wrk made no requests:\n${text}`);
+    return 1;
+  }
+
+  const nodes = new Map(profile.nodes.map((node) => [node.id, node]));
+  const micros = new Map<number, number>();
+  profile.samples.forEach((id, i) => {
+    micros.set(id, (micros.get(id) ?? 0) + profile.timeDeltas[i]);
+  });
+  const categories = new Map<string, number>();
+  const functions = new Map<string, number>();
+  for (const [id, us] of micros) {
+    const { functionName: name, url: source, lineNumber } = nodes.get(id)!.callFrame;
+    const category = name === "(idle)"
+      ? "idle"
+      : name === "(garbage collector)"
+      ? "gc"
+      : name === "(program)"
+      ? "program"
+      : name === "op_write"
+      ? "socket writes (op_write)"
+      : name.startsWith("op_")
+      ? "other ops"
+      : source.startsWith("ext:")
+      ? "Deno's JavaScript"
+      : source.startsWith("file:")
+      ? "own code"
+      : "other";
+    categories.set(category, (categories.get(category) ?? 0) + us);
+    if (category === "own code") {
+      const key = `${name || "(anonymous)"} ${source.replace(/^.*?\/(lib|bench)\//, "$1/")}:${
+        lineNumber + 1
+      }`;
+      functions.set(key, (functions.get(key) ?? 0) + us);
+    }
+  }
+  const perRequest = (us: number) => (us / requests).toFixed(2).padStart(7);
+  const busy = [...categories].filter(([name]) => name !== "idle")
+    .reduce((sum, [, us]) => sum + us, 0);
+  console.log(`${url}: ${requests} requests in ${seconds} s`);
+  console.log(`busy CPU per request: ${perRequest(busy)} µs`);
+  for (const [name, us] of [...categories].sort((a, b) => b[1] - a[1])) {
+    console.log(`  ${perRequest(us)} µs  ${name}`);
+  }
+  console.log(`costliest functions of the process's own code (µs per request):`);
+  for (const [name, us] of [...functions].sort((a, b) => b[1] - a[1]).slice(0, top)) {
+    console.log(`  ${perRequest(us)}  ${name}`);
+  }
+  return 0;
+}
+
+if (import.meta.main) Deno.exit(await main());
