@@ -14,10 +14,29 @@ export interface KubeAccess {
   readonly source: string;
   /** What an operator can change when the server cannot be used, for messages. */
   readonly advice: string;
+  /**
+   * The namespace of the current context (in a cluster: the pod's, from the
+   * service account), if it names one.
+   */
+  readonly namespace?: string;
   /** Sends a GET for `path` (with query) with fresh credentials. */
   get(path: string, signal: AbortSignal): Promise<Response>;
+  /**
+   * Sends a write (`POST`, `PUT`, `PATCH`) with a JSON body; `contentType`
+   * defaults to `application/json` (a merge patch names its own).
+   */
+  send(request: KubeWrite): Promise<Response>;
   /** Releases the TLS client. */
   close(): void;
+}
+
+/** One write to the API server. */
+export interface KubeWrite {
+  readonly method: "POST" | "PUT" | "PATCH";
+  readonly path: string;
+  readonly body: unknown;
+  readonly contentType?: string;
+  readonly signal: AbortSignal;
 }
 
 /** Where the credentials come from. */
@@ -111,16 +130,32 @@ export async function loadKubeAccess(options: KubeAccessOptions): Promise<KubeAc
     })
     : undefined;
   const server = cluster.server.replace(/\/+$/, "");
+  const namespace = kc.getContextObject(kc.getCurrentContext())?.namespace || undefined;
   return {
     server,
     source,
     advice,
+    namespace,
     async get(path, signal) {
       // Asked per request: a projected service-account token rotates.
       const { headers } = await credentials();
       return await fetch(server + path, {
         headers: { ...headers, accept: "application/json" },
         signal,
+        client,
+      });
+    },
+    async send(request) {
+      const { headers } = await credentials();
+      return await fetch(server + request.path, {
+        method: request.method,
+        headers: {
+          ...headers,
+          accept: "application/json",
+          "content-type": request.contentType ?? "application/json",
+        },
+        body: JSON.stringify(request.body),
+        signal: request.signal,
         client,
       });
     },

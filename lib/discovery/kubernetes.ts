@@ -1,12 +1,27 @@
 import type { Metrics } from "../admin/metrics.ts";
 import { type Config, routeServices } from "../config/types.ts";
+import {
+  leaseNamespace,
+  replicaIdentity,
+  RoutingWatches,
+  StatusReporter,
+  type StatusTuning,
+} from "../gateway_api/provider.ts";
 import type { Logger } from "../log/logger.ts";
 import { type KubeAccess, loadKubeAccess } from "./kube_access.ts";
-import { ApiStatusError, describeFailure, ListWatch, type WatchTuning } from "./list_watch.ts";
-import type { KubeEndpointSlice, KubeService } from "./snapshot.ts";
+import {
+  ApiStatusError,
+  describeFailure,
+  type KubeObject,
+  ListWatch,
+  type WatchTuning,
+} from "./list_watch.ts";
+import type { KubeEndpointSlice, KubeObjects, KubeService } from "./snapshot.ts";
 
 /** Discovery timing; the defaults suit a cluster, tests shrink them. */
 export interface DiscoveryTuning extends WatchTuning {
+  /** The status Lease and writer (lease duration, renew interval, write retries). */
+  readonly status?: StatusTuning;
   /** Changes within this window make one rebuild. */
   readonly coalesceMs: number;
   /**
@@ -51,10 +66,12 @@ export function watchedNamespaces(config: Config): string[] {
 
 /**
  * Kubernetes service discovery, a provider: watches Services and
- * EndpointSlices and says (`onChange`, coalesced) when they changed. It
- * only produces data: the state switch builds and swaps the table;
- * requests never wait on it. While the API server is unreachable the last
- * objects, and so the last table, keep serving.
+ * EndpointSlices, and the Gateway API and Ingress objects (see
+ * lib/gateway_api/provider.ts), and says (`onChange`, coalesced) when they
+ * changed. It only produces data: the state switch builds and swaps the
+ * table; requests never wait on it. While the API server is unreachable the
+ * last objects, and so the last table, keep serving. Beside it, the status
+ * reporter writes the routing objects' status from the Lease holder.
  */
 export class KubernetesDiscovery {
   #config: Config;
@@ -63,6 +80,8 @@ export class KubernetesDiscovery {
   readonly #access: KubeAccess;
   readonly #services: ListWatch<KubeService & { metadata: { resourceVersion?: string } }>[];
   readonly #slices: ListWatch<KubeEndpointSlice & { metadata: { resourceVersion?: string } }>[];
+  readonly #routing: RoutingWatches;
+  readonly #status: StatusReporter;
   readonly #coalesceMs: number;
   readonly #firstSyncTimeoutMs: number;
   #timer: number | undefined;
@@ -80,6 +99,7 @@ export class KubernetesDiscovery {
     logger: Logger;
     metrics: Metrics;
     access: KubeAccess;
+    env: (name: string) => string | undefined;
     tuning?: Partial<DiscoveryTuning>;
   }) {
     this.#config = options.config;
@@ -113,11 +133,31 @@ export class KubernetesDiscovery {
         tuning: options.tuning,
       })
     );
-    const watches = [...this.#services, ...this.#slices];
+    this.#routing = new RoutingWatches({
+      access: options.access,
+      namespaces,
+      logger: options.logger,
+      onChange,
+      onEvent,
+      tuning: options.tuning,
+    });
+    this.#status = new StatusReporter({
+      access: options.access,
+      config: options.config,
+      watches: this.#routing,
+      objects: () => this.objects(),
+      leaseNamespace: leaseNamespace(options.env, options.access, options.config),
+      identity: replicaIdentity(options.env),
+      logger: options.logger,
+      tuning: options.tuning?.status,
+    });
+    const watches = this.#watches();
     const metrics = options.metrics;
     this.#unpublish = metrics.beforeRender(() => {
-      metrics.discoveryConnected.set({}, watches.every((w) => w.connected) ? 1 : 0);
-      const last = Math.min(...watches.map((w) => w.lastEventAt));
+      // A kind the cluster does not have is not a broken connection.
+      const present = watches.filter((w) => !w.absent);
+      metrics.discoveryConnected.set({}, present.every((w) => w.connected) ? 1 : 0);
+      const last = Math.min(...present.map((w) => w.lastEventAt));
       metrics.discoveryLastEventAge.set({}, last > 0 ? (Date.now() - last) / 1000 : -1);
     });
   }
@@ -144,15 +184,22 @@ export class KubernetesDiscovery {
       server: access.server,
       namespaces: watchedNamespaces(options.config),
     });
-    for (const watch of [...discovery.#services, ...discovery.#slices]) watch.start();
-    Promise.all([...discovery.#services, ...discovery.#slices].map((w) => w.firstSync)).then(() => {
+    for (const watch of discovery.#watches()) watch.start();
+    discovery.#status.start();
+    Promise.all(discovery.#watches().map((w) => w.firstSync)).then(() => {
       if (discovery.#stopped) return;
       discovery.#synced = true;
       discovery.#resolveSynced();
       discovery.#onChange();
+      discovery.#status.changed();
+      const routing = discovery.#routing.objects();
       options.logger.info("discovery_synced", {
         services: discovery.#count(discovery.#services),
         endpointslices: discovery.#count(discovery.#slices),
+        gateways: routing.gatewayApi.gateways.length,
+        httproutes: routing.gatewayApi.httpRoutes.length,
+        ingresses: routing.ingress.ingresses.length,
+        absent: discovery.#watches().filter((w) => w.absent).map((w) => w.name),
       });
     });
     return discovery;
@@ -187,14 +234,21 @@ export class KubernetesDiscovery {
    */
   reconfigure(config: Config): void {
     this.#config = config;
+    this.#status.reconfigure(config);
   }
 
   /** The objects every watch holds now. */
-  objects(): { services: KubeService[]; slices: KubeEndpointSlice[] } {
+  objects(): KubeObjects & { services: KubeService[]; slices: KubeEndpointSlice[] } {
     return {
       services: this.#services.flatMap((w) => [...w.items.values()]),
       slices: this.#slices.flatMap((w) => [...w.items.values()]),
+      ...this.#routing.objects(),
     };
+  }
+
+  /** Whether this replica holds the status Lease (and so writes status). */
+  get writesStatus(): boolean {
+    return this.#status.isLeader;
   }
 
   /** Whether a new config can reuse this discovery (same credentials and namespaces). */
@@ -210,14 +264,15 @@ export class KubernetesDiscovery {
     this.#stopped = true;
     clearTimeout(this.#timer);
     this.#unpublish();
-    await Promise.all([...this.#services, ...this.#slices].map((w) => w.stop()));
+    await this.#status.stop();
+    await Promise.all(this.#watches().map((w) => w.stop()));
     this.#access.close();
   }
 
   #whyNotSynced(timeoutMs: number): string {
     const access = this.#access;
     const server = `Kubernetes API server ${access.server} (from ${access.source})`;
-    const pending = [...this.#services, ...this.#slices].filter((w) => !w.synced);
+    const pending = this.#watches().filter((w) => !w.synced);
     const failed = pending.find((w) => w.lastError !== undefined);
     const seconds = `${Math.round(timeoutMs / 100) / 10} s`;
     if (failed === undefined) {
@@ -239,6 +294,13 @@ export class KubernetesDiscovery {
     return `${server} failed: ${answer}; ${access.advice}`;
   }
 
+  /** Services and slices first: a failure to report is theirs before the optional kinds'. */
+  #watches(): ListWatch<KubeObject>[] {
+    return [...this.#services, ...this.#slices, ...this.#routing.watches] as ListWatch<
+      KubeObject
+    >[];
+  }
+
   #count(watches: ListWatch<{ metadata: { name: string } }>[]): number {
     return watches.reduce((n, w) => n + w.items.size, 0);
   }
@@ -248,7 +310,9 @@ export class KubernetesDiscovery {
     if (!this.#synced || this.#timer !== undefined || this.#stopped) return;
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
-      if (!this.#stopped) this.#onChange();
+      if (this.#stopped) return;
+      this.#onChange();
+      this.#status.changed();
     }, this.#coalesceMs) as unknown as number;
   }
 }

@@ -64,6 +64,16 @@ export function describeFailure(error: unknown): string {
 type WatchEnd = "closed" | "gone" | "stalled";
 
 /**
+ * Whether a failure means an optional collection cannot be had at all: 404
+ * (the API server does not serve the kind: its CRDs are not installed) or
+ * 403 (this service account may not read it).
+ */
+function absence(error: unknown): 404 | 403 | undefined {
+  if (!(error instanceof ApiStatusError)) return undefined;
+  return error.status === 404 || error.status === 403 ? error.status : undefined;
+}
+
+/**
  * Keeps an up-to-date copy of one collection (e.g. the Services of one
  * namespace) by the Kubernetes list/watch protocol: LIST, then WATCH from
  * the list's resourceVersion, following every event's (and bookmark's)
@@ -86,6 +96,11 @@ export class ListWatch<T extends KubeObject> {
   errors = 0;
   /** The last failure (a fetch error or ApiStatusError), kept after recovery; see `describeFailure`. */
   lastError: unknown = undefined;
+  /**
+   * An optional collection the server answered 404 or 403 for: it counts as
+   * listed and empty, and is asked for again every `backoffMaxMs`.
+   */
+  absent = false;
   /** For messages, e.g. `services in default`. */
   readonly name: string;
   /** Resolves after the first complete LIST. */
@@ -97,6 +112,8 @@ export class ListWatch<T extends KubeObject> {
   readonly #logger: Logger;
   readonly #onChange: () => void;
   readonly #onEvent: (type: string) => void;
+  readonly #query: string;
+  readonly #optional: boolean;
   #resourceVersion = "";
   #stopped = false;
   #abort?: AbortController;
@@ -116,6 +133,13 @@ export class ListWatch<T extends KubeObject> {
     onChange: () => void;
     /** Called per event type (ADDED, MODIFIED, DELETED, BOOKMARK, ERROR, RELIST). */
     onEvent?: (type: string) => void;
+    /** Added to every LIST and WATCH, e.g. `fieldSelector=type%3Dkubernetes.io%2Ftls`. */
+    query?: string;
+    /**
+     * A kind the cluster may not have (Gateway API CRDs) or may not grant:
+     * 404 or 403 make it `absent` (listed, empty) instead of a failure.
+     */
+    optional?: boolean;
     tuning?: Partial<WatchTuning>;
   }) {
     this.#access = options.access;
@@ -124,6 +148,8 @@ export class ListWatch<T extends KubeObject> {
     this.#logger = options.logger;
     this.#onChange = options.onChange;
     this.#onEvent = options.onEvent ?? (() => {});
+    this.#query = options.query ? `&${options.query}` : "";
+    this.#optional = options.optional ?? false;
     this.#tuning = { ...DEFAULT_TUNING, ...options.tuning };
     this.firstSync = new Promise((resolve) => this.#resolveSync = resolve);
   }
@@ -181,6 +207,14 @@ export class ListWatch<T extends KubeObject> {
       } catch (error) {
         if (this.#stopped) break;
         this.connected = false;
+        const missing = this.#optional ? absence(error) : undefined;
+        if (missing !== undefined) {
+          this.#markAbsent(missing, error);
+          needList = true;
+          failures = 0;
+          await this.#pause(this.#tuning.backoffMaxMs);
+          continue;
+        }
         this.errors++;
         failures++;
         this.#onEvent("ERROR");
@@ -201,6 +235,34 @@ export class ListWatch<T extends KubeObject> {
       }
     }
     this.connected = false;
+  }
+
+  /** The collection is not to be had: empty it, count it as listed, say so once. */
+  #markAbsent(status: 404 | 403, error: unknown): void {
+    this.lastError = error;
+    if (!this.absent) {
+      this.absent = true;
+      const fields = {
+        watch: this.name,
+        server: this.#access.server,
+        message: describeFailure(error),
+      };
+      if (status === 404) this.#logger.info("discovery_kind_absent", fields);
+      else {
+        this.#logger.warn("discovery_kind_forbidden", {
+          ...fields,
+          advice: "grant get, list and watch on it (docs/kubernetes.md#rbac) to use it",
+        });
+      }
+    }
+    const had = this.items.size > 0;
+    this.items.clear();
+    this.#resourceVersion = "";
+    if (!this.synced) {
+      this.synced = true;
+      this.#resolveSync();
+    }
+    if (had) this.#onChange();
   }
 
   #backoff(failures: number): number {
@@ -231,7 +293,7 @@ export class ListWatch<T extends KubeObject> {
     let next = "";
     let version = "";
     for (;;) {
-      const query = `limit=${this.#tuning.pageSize}` +
+      const query = `limit=${this.#tuning.pageSize}` + this.#query +
         (next ? `&continue=${encodeURIComponent(next)}` : "");
       const response = await this.#get(query);
       if (response.status === 410 && next) {
@@ -262,6 +324,10 @@ export class ListWatch<T extends KubeObject> {
     this.#resourceVersion = version;
     this.lastEventAt = Date.now();
     this.#recovered();
+    if (this.absent) {
+      this.absent = false;
+      this.#logger.info("discovery_kind_present", { watch: this.name, items: this.items.size });
+    }
     if (!this.synced) {
       this.synced = true;
       this.#resolveSync();
@@ -271,7 +337,7 @@ export class ListWatch<T extends KubeObject> {
 
   async #watch(): Promise<WatchEnd> {
     const query = `watch=1&allowWatchBookmarks=true` +
-      `&timeoutSeconds=${this.#tuning.watchTimeoutSeconds}` +
+      `&timeoutSeconds=${this.#tuning.watchTimeoutSeconds}` + this.#query +
       `&resourceVersion=${encodeURIComponent(this.#resourceVersion)}`;
     const response = await this.#get(query);
     if (response.status === 410) {

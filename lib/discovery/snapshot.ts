@@ -1,9 +1,19 @@
 /**
- * Turns what the Kubernetes watches hold (Services and EndpointSlices) plus
- * the config into one routing table. Pure: same input, same table, so a
- * rebuild that changes nothing can be recognised and not swapped in.
+ * Turns what the Kubernetes watches hold (Services and EndpointSlices, and
+ * the Gateway API and Ingress objects) plus the config into one routing
+ * table: config routes, then Service annotation routes, then HTTPRoutes,
+ * then Ingresses. Pure: same input, same table, so a rebuild that changes
+ * nothing can be recognised and not swapped in.
  */
 import type { Config, RateLimitConfig } from "../config/types.ts";
+import { type IngressObjects, translateIngress } from "../gateway_api/ingress.ts";
+import type { StatusUpdate } from "../gateway_api/result.ts";
+import type { CertificatePair } from "../gateway_api/tls_secret.ts";
+import {
+  GATEWAY_CONTROLLER,
+  type GatewayApiObjects,
+  translateGatewayApi,
+} from "../gateway_api/translate.ts";
 import { CONSUMER_IDENTIFIER } from "../middleware/rate_limit.ts";
 import { matchKey } from "../routing/match.ts";
 import { checkPathPrefix } from "../routing/path.ts";
@@ -40,6 +50,73 @@ export interface KubeEndpointSlice {
   ports?: { name?: string | null; port?: number | null }[] | null;
 }
 
+/** Everything the watches hold: Services and slices, and the routing objects when watched. */
+export interface KubeObjects {
+  readonly services: Iterable<KubeService>;
+  readonly slices: Iterable<KubeEndpointSlice>;
+  /** Absent: Gateway API objects are not watched (the snapshot has no HTTPRoute routes). */
+  readonly gatewayApi?: GatewayApiObjects;
+  /** Absent: Ingresses are not watched. */
+  readonly ingress?: IngressObjects;
+}
+
+/** What the Gateway API and Ingress objects translate to, together. */
+export interface RoutingTranslation {
+  /** HTTPRoute routes, then Ingress routes. */
+  readonly routes: readonly RouteEntry[];
+  readonly statuses: readonly StatusUpdate[];
+  readonly certificates: readonly CertificatePair[];
+  readonly warnings: readonly string[];
+}
+
+/** Where clients reach Vanguard, for status; and the time the conditions of this translation get. */
+export interface TranslateOptions {
+  /** RFC 3339; only conditions whose status changes take it. */
+  readonly now: string;
+  /** Published in Gateway `status.addresses` and Ingress `status.loadBalancer`. */
+  readonly addresses?: readonly string[];
+}
+
+/**
+ * Translates the Gateway API and Ingress objects with the deployment
+ * facts the config gives (Vanguard's listener port). Pure: the table and
+ * the status writer both call it, with the same objects they agree.
+ */
+export function translateRouting(
+  config: Config,
+  objects: KubeObjects,
+  options: TranslateOptions,
+): RoutingTranslation {
+  if (objects.gatewayApi === undefined && objects.ingress === undefined) {
+    return { routes: [], statuses: [], certificates: [], warnings: [] };
+  }
+  const services = [...objects.services];
+  const addresses = options.addresses ?? [];
+  const gateway = objects.gatewayApi === undefined ? undefined : translateGatewayApi(
+    objects.gatewayApi,
+    {
+      controllerName: GATEWAY_CONTROLLER,
+      listenerPorts: [config.server.port],
+      addresses,
+      services,
+      now: options.now,
+    },
+  );
+  const ingress = objects.ingress === undefined
+    ? undefined
+    : translateIngress(objects.ingress, { addresses, services });
+  const parts = [gateway, ingress].filter((t) => t !== undefined);
+  return {
+    routes: parts.flatMap((t) => t.routes),
+    statuses: parts.flatMap((t) => t.statuses),
+    certificates: parts.flatMap((t) => t.certificates),
+    warnings: parts.flatMap((t) => t.warnings),
+  };
+}
+
+/** The time a table's translation passes: its statuses are not used, only its routes. */
+const TABLE_TIME = "1970-01-01T00:00:00Z";
+
 /** Something wrong with one Service, reported and skipped. */
 export interface SnapshotWarning {
   readonly service: string;
@@ -56,15 +133,22 @@ export const ANNOTATIONS = {
 
 const SERVICE_NAME_LABEL = "kubernetes.io/service-name";
 
-/** Builds the routing table from the config and the current Kubernetes objects. */
+/**
+ * Builds the routing table from the config and the current Kubernetes
+ * objects; `routeWarnings` are the translation's (HTTPRoute and Ingress
+ * problems that have no status field), `certificates` those the Gateways'
+ * and Ingresses' TLS Secrets hold.
+ */
 export function buildSnapshot(
   config: Config,
-  objects: {
-    services: Iterable<KubeService>;
-    slices: Iterable<KubeEndpointSlice>;
-  },
+  objects: KubeObjects,
   version: number,
-): { table: RoutingTable; warnings: SnapshotWarning[] } {
+): {
+  table: RoutingTable;
+  warnings: SnapshotWarning[];
+  routeWarnings: readonly string[];
+  certificates: readonly CertificatePair[];
+} {
   const warnings: SnapshotWarning[] = [];
   const defaultNamespace = config.discovery.kubernetes?.namespace ?? "default";
   const base = tableFromConfig(config, version);
@@ -88,12 +172,22 @@ export function buildSnapshot(
   for (const service of sorted) {
     const { name, namespace } = service.metadata;
     const fullName = `${name}.${namespace}`;
+    const slices = slicesByService.get(`${namespace}/${name}`) ?? [];
+    // Every port under its own name, as Gateway API and Ingress backends name them.
+    for (const servicePort of service.spec?.ports ?? []) {
+      const qualifiedName = `${fullName}:${servicePort.port}`;
+      services.set(
+        qualifiedName,
+        withTerminatingFallback(qualifiedName, endpointsOf(slices, servicePort.name ?? "")),
+      );
+    }
     const port = choosePort(service);
     if ("problem" in port) {
+      // Its plain name is skipped; the port-qualified ones above still serve.
       warnings.push({ service: `${namespace}/${name}`, message: port.problem });
       continue;
     }
-    const endpoints = endpointsOf(slicesByService.get(`${namespace}/${name}`) ?? [], port.name);
+    const endpoints = endpointsOf(slices, port.name);
     // Named as routes name it: bare in the default namespace.
     const entry = withTerminatingFallback(
       namespace === defaultNamespace ? name : fullName,
@@ -122,7 +216,14 @@ export function buildSnapshot(
     taken.add(key);
     routes.push(route);
   }
-  return { table: new RoutingTable(routes, services, version), warnings };
+  const translated = translateRouting(config, objects, { now: TABLE_TIME });
+  routes.push(...translated.routes);
+  return {
+    table: new RoutingTable(routes, services, version),
+    warnings,
+    routeWarnings: translated.warnings,
+    certificates: translated.certificates,
+  };
 }
 
 function qualified(service: KubeService): string {

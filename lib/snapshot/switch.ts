@@ -13,12 +13,8 @@
  * the table built for the new runtime along with it.
  */
 import type { Config } from "../config/types.ts";
-import {
-  buildSnapshot,
-  fingerprint,
-  type KubeEndpointSlice,
-  type KubeService,
-} from "../discovery/snapshot.ts";
+import { buildSnapshot, fingerprint, type KubeObjects } from "../discovery/snapshot.ts";
+import type { CertificatePair } from "../gateway_api/tls_secret.ts";
 import type { Logger } from "../log/logger.ts";
 import type { Handler } from "../pipeline/types.ts";
 import { RoutingState, type RoutingTable, tableFromConfig } from "../routing/table.ts";
@@ -27,8 +23,8 @@ import { RoutingState, type RoutingTable, tableFromConfig } from "../routing/tab
 export interface RouteProvider {
   /** Whether every watch has listed once: before that its objects are incomplete. */
   readonly synced: boolean;
-  /** The provider's current objects. */
-  objects(): { services: KubeService[]; slices: KubeEndpointSlice[] };
+  /** The provider's current objects (Gateway API and Ingress ones too, when watched). */
+  objects(): KubeObjects;
 }
 
 /** What one config built: everything but the table. */
@@ -69,6 +65,10 @@ export class StateSwitch<R extends SwitchRuntime> {
   readonly #logSwaps: boolean;
   #lastPrint = "";
   #lastWarnings = new Set<string>();
+  #lastRouteWarnings = new Set<string>();
+  #certificates: readonly CertificatePair[] = [];
+  #certificatePrint = "[]";
+  readonly #certificateListeners: ((pairs: readonly CertificatePair[]) => void)[] = [];
 
   constructor(runtime: R, logger: Logger, options: SwitchOptions = {}) {
     this.#logger = logger;
@@ -87,6 +87,19 @@ export class StateSwitch<R extends SwitchRuntime> {
   /** The table in force, read-only. */
   get routing(): TableView {
     return this.#routing;
+  }
+
+  /**
+   * The certificates the Gateways' and Ingresses' TLS Secrets hold, as of
+   * the table in force (for the TLS listener to serve by SNI).
+   */
+  get certificates(): readonly CertificatePair[] {
+    return this.#certificates;
+  }
+
+  /** Called with the whole set whenever the Secret certificates change. */
+  onCertificates(listener: (pairs: readonly CertificatePair[]) => void): void {
+    this.#certificateListeners.push(listener);
   }
 
   /**
@@ -140,9 +153,34 @@ export class StateSwitch<R extends SwitchRuntime> {
   #tableFor(runtime: R, version: number): RoutingTable {
     const provider = runtime.discovery;
     if (provider === undefined || !provider.synced) return tableFromConfig(runtime.config, version);
-    const { table, warnings } = buildSnapshot(runtime.config, provider.objects(), version);
+    const { table, warnings, routeWarnings, certificates } = buildSnapshot(
+      runtime.config,
+      provider.objects(),
+      version,
+    );
     this.#report(warnings.map((w) => `${w.service}: ${w.message}`));
+    this.#reportRoutes(routeWarnings);
+    this.#offerCertificates(certificates);
     return table;
+  }
+
+  /** Logs each HTTPRoute or Ingress problem once while it lasts. */
+  #reportRoutes(warnings: readonly string[]): void {
+    const now = new Set(warnings);
+    for (const warning of now) {
+      if (!this.#lastRouteWarnings.has(warning)) {
+        this.#logger.warn("kubernetes_route_problem", { problem: warning });
+      }
+    }
+    this.#lastRouteWarnings = now;
+  }
+
+  #offerCertificates(pairs: readonly CertificatePair[]): void {
+    const print = JSON.stringify(pairs);
+    if (print === this.#certificatePrint) return;
+    this.#certificatePrint = print;
+    this.#certificates = pairs;
+    for (const listener of this.#certificateListeners) listener(pairs);
   }
 
   /** Logs each invalid Service once, not on every rebuild. */

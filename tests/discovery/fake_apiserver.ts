@@ -1,8 +1,21 @@
 /**
- * A fake Kubernetes API server for Services and EndpointSlices that speaks the
- * real list/watch wire protocol (resourceVersion, bookmarks, 410 Expired,
- * timeoutSeconds, limit/continue), so the discovery client is tested against
- * the protocol rather than against a mock of itself.
+ * A fake Kubernetes API server that speaks the real list/watch wire protocol
+ * (resourceVersion, bookmarks, 410 Expired, timeoutSeconds, limit/continue),
+ * so the discovery client is tested against the protocol rather than against
+ * a mock of itself. It serves Services and EndpointSlices, the Gateway API
+ * (cluster-scoped GatewayClasses; Gateways, HTTPRoutes, ReferenceGrants),
+ * Ingresses and IngressClasses, Secrets (field selector `type`), Namespaces
+ * and coordination.k8s.io Leases.
+ *
+ * Writes behave as the API server's do: `metadata.generation` starts at 1 and
+ * goes up when anything but metadata and status changes; the `/status`
+ * subresource (PUT, or PATCH `application/merge-patch+json`) changes only the
+ * status, bumps the resourceVersion and emits MODIFIED (a write that changes
+ * nothing does neither); a PUT with a stale `metadata.resourceVersion` answers
+ * 409 Conflict, a POST of an existing name 409 AlreadyExists. An update of the
+ * object itself (`apply()` of an existing one, or PUT) keeps the stored status
+ * of kinds that have a status subresource. Every status write is recorded
+ * (`statusWrites`) for tests to assert.
  *
  * Deliberate realism a client must cope with:
  * - list items carry no `kind`/`apiVersion` (only watch event objects do);
@@ -21,8 +34,10 @@ export interface K8sObject {
   kind: string;
   metadata: {
     name: string;
-    namespace: string;
+    /** Absent on cluster-scoped kinds (GatewayClass, IngressClass). */
+    namespace?: string;
     resourceVersion?: string;
+    generation?: number;
     labels?: Record<string, string>;
     annotations?: Record<string, string>;
     [k: string]: unknown;
@@ -30,8 +45,34 @@ export interface K8sObject {
   [k: string]: unknown;
 }
 
-/** The two kinds the fake serves. */
-export type FakeKind = "Service" | "EndpointSlice";
+/** The kinds the fake serves. */
+export type FakeKind =
+  | "Service"
+  | "EndpointSlice"
+  | "Secret"
+  | "GatewayClass"
+  | "Gateway"
+  | "HTTPRoute"
+  | "ReferenceGrant"
+  | "Ingress"
+  | "IngressClass"
+  | "Lease"
+  | "Namespace";
+
+/** One write through a `/status` subresource, as the fake applied it. */
+export interface StatusWrite {
+  readonly method: "PUT" | "PATCH";
+  readonly kind: FakeKind;
+  /** "" for a cluster-scoped object. */
+  readonly namespace: string;
+  readonly name: string;
+  /** The status after the write. */
+  readonly status: unknown;
+  /** Whether it changed the stored status (a no-op write bumps nothing). */
+  readonly changed: boolean;
+  /** The Authorization header it came with (tests tell two gateways apart by token). */
+  readonly authorization: string | null;
+}
 
 /** How to start a fake API server. */
 export interface FakeApiServerOptions {
@@ -48,6 +89,8 @@ export interface FakeApiServerOptions {
    * with a pause between, so clients must reassemble lines; default true.
    */
   splitWrites?: boolean;
+  /** Kinds the server does not serve (404), like a cluster without the Gateway API CRDs. */
+  without?: FakeKind[];
 }
 
 /** One request the fake received. */
@@ -74,11 +117,21 @@ export interface FakeApiServer {
   readonly resourceVersion: number;
   /** Every request received, in order. */
   readonly requests: RecordedRequest[];
+  /** Every `/status` write that got past authentication and preconditions, in order. */
+  readonly statusWrites: StatusWrite[];
+  /** The stored object (a copy), or undefined; `namespace` "" for cluster-scoped kinds. */
+  get(kind: FakeKind, namespace: string, name: string): K8sObject | undefined;
+  /** Accepts a second bearer token too (another gateway instance with its own kubeconfig). */
+  addToken(token: string): Promise<string>;
   /** Watch responses currently open (including stalled ones). */
   readonly openWatches: number;
-  /** Creates (ADDED) or replaces (MODIFIED) an object; sets its metadata.resourceVersion. */
+  /**
+   * Creates (ADDED) or replaces (MODIFIED) an object, like `kubectl apply`;
+   * sets its metadata.resourceVersion (and generation, for kinds that keep
+   * one). Replacing keeps the stored status of kinds with a status subresource.
+   */
   apply(object: K8sObject): void;
-  /** Deletes an object (DELETED event with its last state); throws when it does not exist. */
+  /** Deletes an object (DELETED event with its last state); throws when it does not exist; namespace "" for cluster-scoped kinds. */
   remove(kind: FakeKind, namespace: string, name: string): void;
   /** Ends every open watch response cleanly, like a server-side timeout. */
   closeWatches(): void;
@@ -118,24 +171,123 @@ interface Resource {
   kind: FakeKind;
   listKind: string;
   apiVersion: string;
+  /** The collection's name in paths: `httproutes`. */
+  plural: string;
+  namespaced: boolean;
+  /** Has a `/status` subresource: updates of the object keep the stored status. */
+  status: boolean;
+  /** Keeps `metadata.generation`. */
+  generation: boolean;
+  /** Field selector keys beyond metadata.name and metadata.namespace. */
+  fields?: string[];
 }
 
+function resource(
+  kind: FakeKind,
+  apiVersion: string,
+  plural: string,
+  flags: Partial<Pick<Resource, "namespaced" | "status" | "generation" | "fields">> = {},
+): Resource {
+  return {
+    kind,
+    listKind: `${kind}List`,
+    apiVersion,
+    plural,
+    namespaced: flags.namespaced ?? true,
+    status: flags.status ?? false,
+    generation: flags.generation ?? false,
+    fields: flags.fields,
+  };
+}
+
+const GATEWAY_API = "gateway.networking.k8s.io/v1";
+
 const RESOURCES: Record<FakeKind, Resource> = {
-  Service: { kind: "Service", listKind: "ServiceList", apiVersion: "v1" },
-  EndpointSlice: {
-    kind: "EndpointSlice",
-    listKind: "EndpointSliceList",
-    apiVersion: "discovery.k8s.io/v1",
-  },
+  Service: resource("Service", "v1", "services"),
+  EndpointSlice: resource("EndpointSlice", "discovery.k8s.io/v1", "endpointslices"),
+  Secret: resource("Secret", "v1", "secrets", { fields: ["type"] }),
+  GatewayClass: resource("GatewayClass", GATEWAY_API, "gatewayclasses", {
+    namespaced: false,
+    status: true,
+    generation: true,
+  }),
+  Gateway: resource("Gateway", GATEWAY_API, "gateways", { status: true, generation: true }),
+  HTTPRoute: resource("HTTPRoute", GATEWAY_API, "httproutes", { status: true, generation: true }),
+  ReferenceGrant: resource(
+    "ReferenceGrant",
+    "gateway.networking.k8s.io/v1beta1",
+    "referencegrants",
+    { generation: true },
+  ),
+  Ingress: resource("Ingress", "networking.k8s.io/v1", "ingresses", {
+    status: true,
+    generation: true,
+  }),
+  IngressClass: resource("IngressClass", "networking.k8s.io/v1", "ingressclasses", {
+    namespaced: false,
+    generation: true,
+  }),
+  Lease: resource("Lease", "coordination.k8s.io/v1", "leases"),
+  Namespace: resource("Namespace", "v1", "namespaces", { namespaced: false }),
 };
 
-const ROUTES: { pattern: RegExp; kind: FakeKind }[] = [
-  { pattern: /^\/api\/v1\/(?:namespaces\/([^/]+)\/)?services$/, kind: "Service" },
-  {
-    pattern: /^\/apis\/discovery\.k8s\.io\/v1\/(?:namespaces\/([^/]+)\/)?endpointslices$/,
-    kind: "EndpointSlice",
-  },
-];
+/** A parsed resource path: `/apis/<group>/<version>/[namespaces/<ns>/]<plural>[/<name>[/status]]`. */
+interface Target {
+  resource: Resource;
+  /** null: every namespace (or a cluster-scoped kind). */
+  namespace: string | null;
+  name?: string;
+  subresource?: "status";
+}
+
+function parseTarget(pathname: string): Target | undefined {
+  const match =
+    /^\/(?:api\/v1|apis\/([^/]+)\/([^/]+))\/(?:namespaces\/([^/]+)\/)?([a-z0-9]+)(?:\/([^/]+)(?:\/([^/]+))?)?$/
+      .exec(pathname);
+  if (!match) return undefined;
+  const [, group, version, namespace, plural, name, sub] = match;
+  const apiVersion = group === undefined ? "v1" : `${group}/${version}`;
+  const found = Object.values(RESOURCES).find((r) =>
+    r.apiVersion === apiVersion && r.plural === plural
+  );
+  if (found === undefined) return undefined;
+  if (namespace !== undefined && !found.namespaced) return undefined;
+  if (sub !== undefined && (sub !== "status" || !found.status)) return undefined;
+  return {
+    resource: found,
+    namespace: namespace === undefined ? null : decodeURIComponent(namespace),
+    name: name === undefined ? undefined : decodeURIComponent(name),
+    subresource: sub === undefined ? undefined : "status",
+  };
+}
+
+/** The group a resource is written with in messages: `httproutes.gateway.networking.k8s.io`. */
+function qualifiedPlural(resource: Resource): string {
+  const slash = resource.apiVersion.indexOf("/");
+  return slash === -1
+    ? resource.plural
+    : `${resource.plural}.${resource.apiVersion.slice(0, slash)}`;
+}
+
+/** What `metadata.generation` follows: everything but metadata and status. */
+function specOf(object: K8sObject): string {
+  const { metadata: _m, status: _s, kind: _k, apiVersion: _a, ...rest } = object;
+  return JSON.stringify(rest);
+}
+
+/** RFC 7386 JSON merge patch. */
+function mergePatch(target: unknown, patch: unknown): unknown {
+  if (patch === null || typeof patch !== "object" || Array.isArray(patch)) return patch;
+  const base: Record<string, unknown> =
+    target !== null && typeof target === "object" && !Array.isArray(target)
+      ? { ...(target as Record<string, unknown>) }
+      : {};
+  for (const [key, value] of Object.entries(patch as Record<string, unknown>)) {
+    if (value === null) delete base[key];
+    else base[key] = mergePatch(base[key], value);
+  }
+  return base;
+}
 
 const REASONS: Record<number, string> = {
   400: "BadRequest",
@@ -144,6 +296,8 @@ const REASONS: Record<number, string> = {
   404: "NotFound",
   405: "MethodNotAllowed",
   409: "Conflict",
+  415: "UnsupportedMediaType",
+  422: "Invalid",
   410: "Expired",
   429: "TooManyRequests",
   500: "InternalError",
@@ -181,13 +335,13 @@ function goneStatus(requested: number | string, oldest: number) {
   return statusBody(410, `too old resource version: ${requested} (${oldest})`, "Expired");
 }
 
-function objectKey(kind: string, namespace: string, name: string): string {
-  return `${kind}/${namespace}/${name}`;
+function objectKey(kind: string, namespace: string | undefined, name: string): string {
+  return `${kind}/${namespace ?? ""}/${name}`;
 }
 
 function compareObjects(a: K8sObject, b: K8sObject): number {
-  const left = `${a.metadata.namespace}/${a.metadata.name}`;
-  const right = `${b.metadata.namespace}/${b.metadata.name}`;
+  const left = `${a.metadata.namespace ?? ""}/${a.metadata.name}`;
+  const right = `${b.metadata.namespace ?? ""}/${b.metadata.name}`;
   return left < right ? -1 : left > right ? 1 : 0;
 }
 
@@ -204,7 +358,11 @@ function parseSelector(
   for (const raw of text.split(",")) {
     const term = raw.trim();
     if (term === "") continue;
-    const match = /^(!?)([A-Za-z0-9._/-]+)\s*(?:(==|=|!=)\s*([A-Za-z0-9._-]*))?$/.exec(term);
+    // Field values may hold a slash (`type=kubernetes.io/tls`); label values may not.
+    const valueChars = allowedKeys ? "[A-Za-z0-9._/-]*" : "[A-Za-z0-9._-]*";
+    const match = new RegExp(
+      `^(!?)([A-Za-z0-9._/-]+)\\s*(?:(==|=|!=)\\s*(${valueChars}))?$`,
+    ).exec(term);
     if (!match) return `unsupported selector term "${term}"`;
     const [, not, key, op, value] = match;
     if (allowedKeys && !allowedKeys.has(key)) return `unsupported field "${key}"`;
@@ -227,10 +385,15 @@ function labelValue(object: K8sObject, key: string): string | undefined {
 }
 
 function fieldValue(object: K8sObject, key: string): string | undefined {
-  return key === "metadata.name" ? object.metadata.name : object.metadata.namespace;
+  if (key === "metadata.name") return object.metadata.name;
+  if (key === "metadata.namespace") return object.metadata.namespace;
+  const value = object[key];
+  return typeof value === "string" ? value : undefined;
 }
 
-const FIELD_KEYS = new Set(["metadata.name", "metadata.namespace"]);
+function fieldKeys(resource: Resource): Set<string> {
+  return new Set(["metadata.name", "metadata.namespace", ...(resource.fields ?? [])]);
+}
 
 /** Real lists omit kind/apiVersion on items; only watch event objects carry them. */
 function listItem(object: K8sObject): Record<string, unknown> {
@@ -283,7 +446,7 @@ class Watch {
     return this.#tail;
   }
 
-  covers(kind: FakeKind, namespace: string): boolean {
+  covers(kind: FakeKind, namespace: string | undefined): boolean {
     return this.resource.kind === kind && (this.namespace === null || this.namespace === namespace);
   }
 
@@ -506,7 +669,8 @@ export async function startFakeApiServer(
     throw error;
   }
 
-  let token = options.token ?? "test-token";
+  const firstToken = options.token ?? "test-token";
+  let tokens = new Set([firstToken]);
   let rv = 1000;
   /** Oldest RV a watch may start from; history holds every event after it. */
   let floor = rv;
@@ -521,6 +685,8 @@ export async function startFakeApiServer(
   const snapshots = new Map<number, ListSnapshot>();
   const watches = new Set<Watch>();
   const requests: RecordedRequest[] = [];
+  const statusWrites: StatusWrite[] = [];
+  const unserved = new Set(options.without ?? []);
   const waiters = new Set<() => void>();
 
   function notifyWaiters(): void {
@@ -560,10 +726,194 @@ export async function startFakeApiServer(
   }
 
   function resourceOf(kind: string): Resource {
-    if (kind !== "Service" && kind !== "EndpointSlice") {
-      throw new Error(`The fake API server only serves Service and EndpointSlice, not "${kind}"`);
+    if (!Object.hasOwn(RESOURCES, kind)) {
+      throw new Error(
+        `The fake API server serves ${Object.keys(RESOURCES).join(", ")}, not "${kind}"`,
+      );
     }
-    return RESOURCES[kind];
+    return RESOURCES[kind as FakeKind];
+  }
+
+  /**
+   * Stores `object` (a new one, or a new state of a stored one) at the next
+   * resourceVersion and tells the watches; `generation` and `status` follow
+   * the API server's rules (see the module doc).
+   */
+  function commit(object: K8sObject, mode: "object" | "status" = "object"): K8sObject {
+    const resource = resourceOf(object.kind);
+    const namespace = resource.namespaced ? object.metadata.namespace ?? "" : undefined;
+    const key = objectKey(resource.kind, namespace, object.metadata.name);
+    const previous = store.get(key);
+    rv += 1;
+    const stored = structuredClone(object);
+    if (namespace === undefined) delete stored.metadata.namespace;
+    stored.metadata.resourceVersion = String(rv);
+    stored.metadata.uid = previous?.metadata.uid ?? stored.metadata.uid ?? crypto.randomUUID();
+    stored.metadata.creationTimestamp = previous?.metadata.creationTimestamp ??
+      stored.metadata.creationTimestamp ?? new Date().toISOString().replace(/\.\d+Z$/, "Z");
+    if (resource.generation) {
+      const before = previous?.metadata.generation ?? 0;
+      stored.metadata.generation = previous === undefined
+        ? 1
+        : mode === "object" && specOf(previous) !== specOf(stored)
+        ? before + 1
+        : before;
+    }
+    if (previous !== undefined && resource.status && mode === "object") {
+      if (previous.status === undefined) delete stored.status;
+      else stored.status = structuredClone(previous.status);
+    }
+    store.set(key, stored);
+    record({
+      type: previous ? "MODIFIED" : "ADDED",
+      rv,
+      kind: resource.kind,
+      namespace: namespace ?? "",
+      object: stored,
+      previous,
+    });
+    return stored;
+  }
+
+  /** A stored object as the server answers it (kind and apiVersion included). */
+  function copy(object: K8sObject): K8sObject {
+    return structuredClone(object);
+  }
+
+  function notFound(target: Target): Response {
+    return statusResponse(404, `${qualifiedPlural(target.resource)} "${target.name}" not found`);
+  }
+
+  function conflict(target: Target): Response {
+    return statusResponse(
+      409,
+      `Operation cannot be fulfilled on ${qualifiedPlural(target.resource)} "${target.name}": ` +
+        "the object has been modified; please apply your changes to the latest version and try again",
+    );
+  }
+
+  async function readBody(request: Request): Promise<Record<string, unknown> | Response> {
+    try {
+      const body = await request.json();
+      if (body === null || typeof body !== "object" || Array.isArray(body)) {
+        return statusResponse(400, "the request body must be a JSON object");
+      }
+      return body as Record<string, unknown>;
+    } catch {
+      return statusResponse(400, "the request body is not JSON");
+    }
+  }
+
+  /** GET, PUT, PATCH of one object or of its status. */
+  async function handleObject(request: Request, target: Target): Promise<Response> {
+    const { resource } = target;
+    const namespace = resource.namespaced ? target.namespace ?? "" : undefined;
+    if (resource.namespaced && target.namespace === null) {
+      return statusResponse(404, "the server could not find the requested resource");
+    }
+    const key = objectKey(resource.kind, namespace, target.name!);
+    const current = store.get(key);
+    if (request.method === "GET") {
+      return current ? Response.json(copy(current)) : notFound(target);
+    }
+    if (request.method !== "PUT" && request.method !== "PATCH") {
+      return statusResponse(405, `the fake does not serve ${request.method} on one object`);
+    }
+    if (request.method === "PATCH") {
+      const type = (request.headers.get("content-type") ?? "").split(";")[0].trim();
+      if (type !== "application/merge-patch+json") {
+        await request.body?.cancel();
+        return statusResponse(415, `the fake takes only merge patches, not "${type}"`);
+      }
+      if (target.subresource !== "status") {
+        await request.body?.cancel();
+        return statusResponse(405, "the fake patches only the status subresource");
+      }
+    }
+    const body = await readBody(request);
+    if (body instanceof Response) return body;
+    if (current === undefined) return notFound(target);
+    const metadata = (body.metadata ?? {}) as Record<string, unknown>;
+    const precondition = metadata.resourceVersion;
+    if (request.method === "PUT" && (precondition === undefined || precondition === "")) {
+      return statusResponse(
+        422,
+        `${resource.kind} "${target.name}" is invalid: metadata.resourceVersion: ` +
+          "Invalid value: 0x0: must be specified for an update",
+      );
+    }
+    if (precondition !== undefined && precondition !== current.metadata.resourceVersion) {
+      return conflict(target);
+    }
+    if (metadata.name !== undefined && metadata.name !== target.name) {
+      return statusResponse(400, "the name of the object does not match the name in the URL");
+    }
+    const authorization = request.headers.get("authorization");
+    if (target.subresource === "status") {
+      const status = request.method === "PUT"
+        ? body.status
+        : (mergePatch({ status: current.status }, { status: body.status }) as { status: unknown })
+          .status;
+      const changed = JSON.stringify(status) !== JSON.stringify(current.status);
+      statusWrites.push({
+        method: request.method as "PUT" | "PATCH",
+        kind: resource.kind,
+        namespace: namespace ?? "",
+        name: target.name!,
+        status: structuredClone(status),
+        changed,
+        authorization,
+      });
+      // A write that changes nothing is not stored: no new resourceVersion, no event.
+      if (!changed) return Response.json(copy(current));
+      const next = structuredClone(current);
+      if (status === undefined) delete next.status;
+      else next.status = structuredClone(status);
+      return Response.json(copy(commit(next, "status")));
+    }
+    const next = {
+      ...body,
+      kind: resource.kind,
+      apiVersion: resource.apiVersion,
+      metadata: { ...metadata, name: target.name!, namespace },
+    } as K8sObject;
+    const labelsOf = (o: K8sObject) =>
+      JSON.stringify([o.metadata.labels ?? {}, o.metadata.annotations ?? {}]);
+    // An update that changes nothing is not stored, as the API server does.
+    if (specOf(next) === specOf(current) && labelsOf(next) === labelsOf(current)) {
+      return Response.json(copy(current));
+    }
+    return Response.json(copy(commit(next)));
+  }
+
+  /** POST to a collection: creates, or 409 AlreadyExists. */
+  async function handleCreate(request: Request, target: Target): Promise<Response> {
+    const { resource } = target;
+    if (resource.namespaced && target.namespace === null) {
+      return statusResponse(405, "create needs a namespace in the path");
+    }
+    const body = await readBody(request);
+    if (body instanceof Response) return body;
+    const metadata = (body.metadata ?? {}) as Record<string, unknown>;
+    const name = metadata.name;
+    if (typeof name !== "string" || name === "") {
+      return statusResponse(422, `${resource.kind} is invalid: metadata.name: Required value`);
+    }
+    const namespace = resource.namespaced ? target.namespace! : undefined;
+    if (store.has(objectKey(resource.kind, namespace, name))) {
+      return Response.json(
+        statusBody(409, `${qualifiedPlural(resource)} "${name}" already exists`, "AlreadyExists"),
+        { status: 409 },
+      );
+    }
+    const { resourceVersion: _rv, ...rest } = metadata;
+    const created = commit({
+      ...body,
+      kind: resource.kind,
+      apiVersion: resource.apiVersion,
+      metadata: { ...rest, name, namespace },
+    } as K8sObject);
+    return Response.json(copy(created), { status: 201 });
   }
 
   /** Jumps the RV without an event and forgets everything before it. */
@@ -731,7 +1081,7 @@ export async function startFakeApiServer(
     });
   }
 
-  function handle(request: Request): Response {
+  function handle(request: Request): Response | Promise<Response> {
     const url = new URL(request.url);
     const authorization = request.headers.get("authorization");
     requests.push({
@@ -745,20 +1095,27 @@ export async function startFakeApiServer(
       if (--failure.remaining <= 0) failure = undefined;
       return statusResponse(status, `injected failure ${status}`, headers);
     }
-    if (authorization !== `Bearer ${token}`) return statusResponse(401, "Unauthorized");
-    const route = ROUTES.map((r) => ({ kind: r.kind, match: r.pattern.exec(url.pathname) }))
-      .find((r) => r.match !== null);
-    if (!route?.match) {
+    const bearer = authorization?.startsWith("Bearer ") ? authorization.slice(7) : undefined;
+    if (bearer === undefined || !tokens.has(bearer)) {
+      return statusResponse(401, "Unauthorized");
+    }
+    const target = parseTarget(url.pathname);
+    if (
+      target === undefined || (target.subresource !== undefined && target.name === undefined) ||
+      unserved.has(target.resource.kind)
+    ) {
       return statusResponse(404, "the server could not find the requested resource");
     }
+    if (target.name !== undefined) return handleObject(request, target);
+    if (request.method === "POST") return handleCreate(request, target);
     if (request.method !== "GET") {
-      return statusResponse(405, `the fake only serves GET, not ${request.method}`);
+      return statusResponse(405, `the fake does not serve ${request.method} on a collection`);
     }
-    const resource = RESOURCES[route.kind];
-    const namespace = route.match[1] ? decodeURIComponent(route.match[1]) : null;
+    const resource = target.resource;
+    const namespace = target.namespace;
     const params = url.searchParams;
     const labels = parseSelector(params.get("labelSelector"), labelValue);
-    const fields = parseSelector(params.get("fieldSelector"), fieldValue, FIELD_KEYS);
+    const fields = parseSelector(params.get("fieldSelector"), fieldValue, fieldKeys(resource));
     if (typeof labels === "string") return statusResponse(400, labels);
     if (typeof fields === "string") return statusResponse(400, fields);
     const matches: Matcher = (o) => labels(o) && fields(o);
@@ -805,34 +1162,35 @@ export async function startFakeApiServer(
       return rv;
     },
     requests,
+    statusWrites,
     get openWatches() {
       return watches.size;
     },
 
     apply(object: K8sObject): void {
-      const resource = resourceOf(object.kind);
-      const { namespace, name } = object.metadata;
-      const key = objectKey(resource.kind, namespace, name);
-      const previous = store.get(key);
-      rv += 1;
-      object.metadata.resourceVersion = String(rv);
-      const stored = structuredClone(object);
-      stored.metadata.uid ??= previous?.metadata.uid ?? crypto.randomUUID();
-      stored.metadata.creationTimestamp ??= previous?.metadata.creationTimestamp ??
-        new Date().toISOString().replace(/\.\d+Z$/, "Z");
-      store.set(key, stored);
-      record({
-        type: previous ? "MODIFIED" : "ADDED",
-        rv,
-        kind: resource.kind,
-        namespace,
-        object: stored,
-        previous,
-      });
+      const stored = commit(object);
+      object.metadata.resourceVersion = stored.metadata.resourceVersion;
+      if (stored.metadata.generation !== undefined) {
+        object.metadata.generation = stored.metadata.generation;
+      }
+    },
+
+    get(kind: FakeKind, namespace: string, name: string): K8sObject | undefined {
+      const resource = resourceOf(kind);
+      const found = store.get(objectKey(kind, resource.namespaced ? namespace : undefined, name));
+      return found === undefined ? undefined : structuredClone(found);
+    },
+
+    async addToken(extra: string): Promise<string> {
+      tokens.add(extra);
+      const path = `${dir}/kubeconfig-${tokens.size}.yaml`;
+      await Deno.writeTextFile(path, kubeconfigYaml(fake.url, extra, tls?.caPem));
+      return path;
     },
 
     remove(kind: FakeKind, namespace: string, name: string): void {
-      const key = objectKey(kind, namespace, name);
+      const resource = resourceOf(kind);
+      const key = objectKey(kind, resource.namespaced ? namespace : undefined, name);
       const previous = store.get(key);
       if (!previous) throw new Error(`No ${kind} ${namespace}/${name} to remove`);
       store.delete(key);
@@ -866,7 +1224,7 @@ export async function startFakeApiServer(
     },
 
     setToken(next: string): void {
-      token = next;
+      tokens = new Set([next]);
     },
 
     failNext(status: number, count = 1, headers: Record<string, string> = {}): void {
@@ -916,7 +1274,10 @@ export async function startFakeApiServer(
   };
 
   listen();
-  await Deno.writeTextFile(fake.kubeconfigPath, kubeconfigYaml(fake.url, token, tls?.caPem));
+  await Deno.writeTextFile(
+    fake.kubeconfigPath,
+    kubeconfigYaml(fake.url, firstToken, tls?.caPem),
+  );
   return fake;
 }
 
@@ -986,5 +1347,126 @@ export function endpointSlice(
       return { addresses: [e.address], conditions };
     }),
     ports: ports.map((p) => ({ name: p.name ?? "", protocol: "TCP", port: p.port })),
+  };
+}
+
+/** A GatewayClass of `controllerName` (Vanguard's is `vanguard.io/gateway-controller`). */
+export function gatewayClass(name: string, controllerName: string): K8sObject {
+  return {
+    apiVersion: "gateway.networking.k8s.io/v1",
+    kind: "GatewayClass",
+    metadata: { name },
+    spec: { controllerName },
+  };
+}
+
+/** A Gateway of `className` with the given listeners (default: one HTTP listener on 8000). */
+export function gateway(
+  namespace: string,
+  name: string,
+  className: string,
+  listeners: Record<string, unknown>[] = [{ name: "http", port: 8000, protocol: "HTTP" }],
+): K8sObject {
+  return {
+    apiVersion: "gateway.networking.k8s.io/v1",
+    kind: "Gateway",
+    metadata: { name, namespace },
+    spec: { gatewayClassName: className, listeners },
+  };
+}
+
+/**
+ * An HTTPRoute attached to `parent` (a Gateway in the route's namespace),
+ * one rule per entry: a path prefix to a Service port.
+ */
+export function httpRoute(
+  namespace: string,
+  name: string,
+  options: {
+    parent: string;
+    hostnames?: string[];
+    rules: { pathPrefix?: string; backends: { name: string; port: number; weight?: number }[] }[];
+  },
+): K8sObject {
+  return {
+    apiVersion: "gateway.networking.k8s.io/v1",
+    kind: "HTTPRoute",
+    metadata: { name, namespace },
+    spec: {
+      parentRefs: [{ name: options.parent }],
+      ...(options.hostnames ? { hostnames: options.hostnames } : {}),
+      rules: options.rules.map((rule) => ({
+        ...(rule.pathPrefix !== undefined
+          ? { matches: [{ path: { type: "PathPrefix", value: rule.pathPrefix } }] }
+          : {}),
+        backendRefs: rule.backends.map((b) => ({
+          name: b.name,
+          port: b.port,
+          ...(b.weight !== undefined ? { weight: b.weight } : {}),
+        })),
+      })),
+    },
+  };
+}
+
+/** An IngressClass of `controller` (Vanguard's is `vanguard.io/ingress-controller`). */
+export function ingressClass(name: string, controller: string, isDefault = false): K8sObject {
+  return {
+    apiVersion: "networking.k8s.io/v1",
+    kind: "IngressClass",
+    metadata: {
+      name,
+      ...(isDefault
+        ? { annotations: { "ingressclass.kubernetes.io/is-default-class": "true" } }
+        : {}),
+    },
+    spec: { controller },
+  };
+}
+
+/** An Ingress of `className` with one rule: `host` (optional), paths to Service ports. */
+export function ingress(
+  namespace: string,
+  name: string,
+  options: {
+    className?: string;
+    host?: string;
+    paths: { path: string; pathType?: string; service: string; port: number }[];
+  },
+): K8sObject {
+  return {
+    apiVersion: "networking.k8s.io/v1",
+    kind: "Ingress",
+    metadata: { name, namespace },
+    spec: {
+      ...(options.className !== undefined ? { ingressClassName: options.className } : {}),
+      rules: [{
+        ...(options.host !== undefined ? { host: options.host } : {}),
+        http: {
+          paths: options.paths.map((p) => ({
+            path: p.path,
+            pathType: p.pathType ?? "Prefix",
+            backend: { service: { name: p.service, port: { number: p.port } } },
+          })),
+        },
+      }],
+    },
+  };
+}
+
+/** A `kubernetes.io/tls` Secret holding a PEM pair (stored base64, as `data` is). */
+export function tlsSecret(
+  namespace: string,
+  name: string,
+  certPem: string,
+  keyPem: string,
+): K8sObject {
+  const b64 = (text: string) => btoa(String.fromCharCode(...new TextEncoder().encode(text)));
+  return {
+    apiVersion: "v1",
+    kind: "Secret",
+    metadata: { name, namespace },
+    type: "kubernetes.io/tls",
+    data: { "tls.crt": b64(certPem), "tls.key": b64(keyPem) },
   };
 }
