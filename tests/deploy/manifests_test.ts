@@ -192,13 +192,29 @@ Deno.test("k8s: RBAC grants only get/list/watch on services and endpointslices t
       }
     }
   }
-  assert.deepEqual([...granted.keys()].sort(), [
-    "/services",
-    "discovery.k8s.io/endpointslices",
-  ]);
-  for (const [key, verbs] of granted) {
-    assert.deepEqual([...verbs].sort(), ["get", "list", "watch"], `verbs on ${key}`);
-  }
+  // Reads for discovery and the Gateway API / Ingress controller, writes only to
+  // status subresources and to the status-writer Lease: nothing else.
+  const READ = ["get", "list", "watch"];
+  assert.deepEqual(
+    Object.fromEntries([...granted].map(([key, verbs]) => [key, [...verbs].sort()])),
+    {
+      "/services": READ,
+      "/namespaces": READ,
+      "/secrets": READ,
+      "discovery.k8s.io/endpointslices": READ,
+      "gateway.networking.k8s.io/gatewayclasses": READ,
+      "gateway.networking.k8s.io/gateways": READ,
+      "gateway.networking.k8s.io/httproutes": READ,
+      "gateway.networking.k8s.io/referencegrants": READ,
+      "gateway.networking.k8s.io/gatewayclasses/status": ["update"],
+      "gateway.networking.k8s.io/gateways/status": ["update"],
+      "gateway.networking.k8s.io/httproutes/status": ["update"],
+      "networking.k8s.io/ingresses": READ,
+      "networking.k8s.io/ingressclasses": READ,
+      "networking.k8s.io/ingresses/status": ["update"],
+      "coordination.k8s.io/leases": ["create", "get", "update"],
+    },
+  );
 });
 
 Deno.test("k8s: the gateway container is locked down (non-root, read-only, no privileges)", () => {
