@@ -5,54 +5,13 @@
  */
 import assert from "node:assert/strict";
 import { eventually, startTestGateway, startUpstream } from "../helpers.ts";
-
-const ROOT = `${Deno.cwd()}/tests/.tmp`;
-
-async function openssl(args: string[], cwd: string): Promise<void> {
-  const out = await new Deno.Command("openssl", { args, cwd, stdout: "null", stderr: "piped" })
-    .output();
-  if (!out.success) throw new Error(`openssl ${args[0]}: ${new TextDecoder().decode(out.stderr)}`);
-}
+import { type Pki, pki } from "../tls_pki.ts";
 
 /** A CA `<name>-ca.crt` and a leaf `<name>.crt`/`<name>.key` it signs for 127.0.0.1; the CA's PEM. */
-async function caAndLeaf(dir: string, name: string): Promise<string> {
-  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
-  await openssl([
-    "req",
-    "-x509",
-    ...ec,
-    "-keyout",
-    `${name}-ca.key`,
-    "-out",
-    `${name}-ca.crt`,
-    "-days",
-    "2",
-    "-subj",
-    `/CN=${name} CA`,
-  ], dir);
-  await openssl(
-    ["req", ...ec, "-keyout", `${name}.key`, "-out", `${name}.csr`, "-subj", "/CN=x"],
-    dir,
-  );
-  await Deno.writeTextFile(`${dir}/${name}.ext`, "subjectAltName=IP:127.0.0.1\n");
-  await openssl([
-    "x509",
-    "-req",
-    "-in",
-    `${name}.csr`,
-    "-CA",
-    `${name}-ca.crt`,
-    "-CAkey",
-    `${name}-ca.key`,
-    "-CAcreateserial",
-    "-out",
-    `${name}.crt`,
-    "-days",
-    "2",
-    "-extfile",
-    `${name}.ext`,
-  ], dir);
-  return await Deno.readTextFile(`${dir}/${name}-ca.crt`);
+async function caAndLeaf(certs: Pki, name: string): Promise<string> {
+  const ca = await certs.ca(name);
+  await certs.leaf(name, name, ["localhost"]);
+  return ca;
 }
 
 /** One GET on a new TLS connection trusting only `ca`: the status, or the error's name. */
@@ -70,12 +29,12 @@ async function getTrusting(url: string, ca: string): Promise<number | string> {
 }
 
 Deno.test("with workers, every worker serves server.tls and takes replaced certificate files", async () => {
-  await Deno.mkdir(ROOT, { recursive: true });
-  const dir = await Deno.makeTempDir({ dir: ROOT, prefix: "tls-workers-" });
+  const certs = await pki();
+  const dir = certs.dir;
   const upstream = startUpstream(() => new Response("ok"));
   try {
-    const oldCa = await caAndLeaf(dir, "old");
-    const newCa = await caAndLeaf(dir, "new");
+    const oldCa = await caAndLeaf(certs, "old");
+    const newCa = await caAndLeaf(certs, "new");
     await Deno.copyFile(`${dir}/old.crt`, `${dir}/tls.crt`);
     await Deno.copyFile(`${dir}/old.key`, `${dir}/tls.key`);
     const gw = await startTestGateway(
@@ -121,6 +80,6 @@ routes:
     }
   } finally {
     await upstream.close();
-    await Deno.remove(dir, { recursive: true });
+    await certs.remove();
   }
 });
