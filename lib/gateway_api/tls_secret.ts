@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { tlsPairProblem } from "../config/tls_files.ts";
 import type { Secret } from "./objects.ts";
 
 /** A certificate chain and its key, and the names they are served for. */
@@ -24,6 +25,11 @@ export function pemPair(secret: Secret): { certPem: string; keyPem: string } | {
   if (certPem === undefined) return { problem: `${shown} has no PEM certificate in tls.crt` };
   const keyPem = decodePem(secret.data?.["tls.key"], "PRIVATE KEY");
   if (keyPem === undefined) return { problem: `${shown} has no PEM private key in tls.key` };
+  const problem = tlsPairProblem(certPem, keyPem);
+  if (problem !== undefined) {
+    const field = problem.file === "cert_file" ? "tls.crt" : "tls.key";
+    return { problem: `${shown}: ${field} ${problem.message}` };
+  }
   return { certPem, keyPem };
 }
 

@@ -123,10 +123,13 @@ async function startInThisThread(options: GatewayOptions): Promise<Gateway> {
   const onError = internalErrorResponder(logger);
   try {
     if (listen.tls !== undefined) {
-      certificates = new TlsCertificates(listen.tls, {
+      const tls = new TlsCertificates(listen.tls, {
         logger,
         intervalMs: options.tlsPollIntervalMs,
       });
+      tls.setSecretCertificates(live.certificates);
+      live.onCertificates((pairs) => tls.setSecretCertificates(pairs));
+      certificates = tls;
     }
     const proxyAt = {
       hostname: options.listen?.host ?? listen.host,

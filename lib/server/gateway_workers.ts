@@ -78,6 +78,7 @@ export async function startWithWorkers(options: GatewayOptions, count: number): 
     current: () => ({
       config: runtime.config,
       table: live.routing.current.toData(),
+      secretCertificates: live.certificates,
       down: health.downUrls(),
     }),
     accessLog: options.accessLog ?? true,
@@ -105,6 +106,7 @@ export async function startWithWorkers(options: GatewayOptions, count: number): 
     });
     refreshTableGauges(metrics, live.routing.current);
     health.onDownChange((urls) => pool.broadcast({ type: "down", urls }));
+    live.onCertificates((pairs) => pool.broadcast({ type: "secret_certificates", pairs }));
     if (listen.tls !== undefined) {
       certificates = new TlsCertificates(listen.tls, {
         logger,

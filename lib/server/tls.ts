@@ -1,7 +1,14 @@
 /**
  * The proxy listener's certificates: the `server.tls` pair and the
  * `server.tls.certificates` pairs, read from their files, chosen by SNI, and
- * re-read when the files change.
+ * re-read when the files change; and the certificates of the Gateways' and
+ * Ingresses' TLS Secrets, handed over whole whenever they change
+ * ({@linkcode TlsCertificates.setSecretCertificates}).
+ *
+ * A client hello's server name picks, in this order: a Secret certificate
+ * given for exactly that name, a file certificate for exactly that name, a
+ * Secret certificate for a wildcard covering it, a file certificate for such
+ * a wildcard, and else the `server.tls` pair.
  *
  * The files are polled by content (every 2 s by default), as the config
  * reloader does: a Kubernetes Secret volume swaps a `..data` symlink, which
@@ -15,6 +22,7 @@
 import { X509Certificate } from "node:crypto";
 import { tlsPairProblem } from "../config/tls_files.ts";
 import type { TlsConfig, TlsPairConfig } from "../config/types.ts";
+import type { CertificatePair } from "../gateway_api/tls_secret.ts";
 import type { Logger } from "../log/logger.ts";
 
 /** A certificate chain and its key, as PEM text (what Deno.listenTls takes). */
@@ -52,6 +60,9 @@ export class TlsCertificates implements CertificateSource {
   #timer: ReturnType<typeof setInterval> | undefined;
   /** The content last judged bad: logged once, not at every poll. */
   #rejected: string | undefined;
+  /** The Secrets' certificates, with the names their listeners or Ingress rules give. */
+  #secretPairs: readonly LoadedPair[] = [];
+  #secretPrint = "[]";
 
   /** Reads and checks the files now; throws with the reason when a pair is bad. */
   constructor(config: TlsConfig, options: { logger: Logger; intervalMs?: number }) {
@@ -67,15 +78,48 @@ export class TlsCertificates implements CertificateSource {
 
   select(serverName: string): TlsKeyPair {
     const pairs = this.#set.pairs;
-    if (serverName === "" || pairs.length === 1) return pairs[0];
+    const secrets = this.#secretPairs;
+    if (serverName === "" || (pairs.length === 1 && secrets.length === 0)) return pairs[0];
     const name = serverName.toLowerCase();
+    for (const pair of secrets) if (pair.names.includes(name)) return pair;
     for (const pair of pairs) if (pair.names.includes(name)) return pair;
-    for (const pair of pairs) {
-      if (pair.names.some((covered) => wildcardCovers(covered, name))) {
-        return pair;
+    for (const set of [secrets, pairs]) {
+      for (const pair of set) {
+        if (pair.names.some((covered) => wildcardCovers(covered, name))) return pair;
       }
     }
     return pairs[0];
+  }
+
+  /**
+   * Puts the certificates of the Gateways' and Ingresses' TLS Secrets in
+   * force (the whole set; an empty one removes them all). A pair without
+   * hostnames is served for the names its certificate covers. New
+   * connections get them; a set equal to the one in force changes nothing.
+   */
+  setSecretCertificates(pairs: readonly CertificatePair[]): void {
+    const print = JSON.stringify(pairs.map((p) => [p.hostnames, p.certPem, p.keyPem]));
+    if (print === this.#secretPrint) return;
+    const loaded: LoadedPair[] = [];
+    for (const pair of pairs) {
+      // The translation checked every pair (tlsPairProblem); a bad one is skipped, not fatal.
+      let names: readonly string[] = pair.hostnames;
+      if (names.length === 0) {
+        try {
+          names = namesOf(pair.certPem);
+        } catch {
+          continue;
+        }
+      }
+      loaded.push({ cert: pair.certPem, key: pair.keyPem, names });
+    }
+    this.#secretPrint = print;
+    this.#secretPairs = loaded;
+    this.#logger.info("tls_secret_certificates", {
+      certificates: loaded.length,
+      names: loaded.flatMap((pair) => pair.names).slice(0, 20),
+    });
+    for (const listener of this.#listeners) listener();
   }
 
   onChange(listener: () => void): void {

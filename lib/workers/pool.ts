@@ -8,6 +8,7 @@
  *
  * @module
  */
+import type { CertificatePair } from "../gateway_api/tls_secret.ts";
 import type { Metrics, MetricsSnapshot } from "../admin/metrics.ts";
 import type { JwksCachePolicy } from "../auth/jwks.ts";
 import type { Config } from "../config/types.ts";
@@ -51,6 +52,8 @@ export interface PoolState {
   readonly config: Config;
   readonly table: TableData;
   readonly down: readonly string[];
+  /** The Gateways' and Ingresses' TLS Secret certificates in force. */
+  readonly secretCertificates: readonly CertificatePair[];
 }
 
 /** How to run the pool. */
@@ -405,6 +408,7 @@ export class WorkerPool {
       config: state.config,
       table: state.table,
       down: state.down,
+      secretCertificates: state.secretCertificates,
       listen: { hostname: this.#options.listen.hostname, port },
       accessLog: this.#options.accessLog,
       forwardLogs: this.#options.forwardLogs,

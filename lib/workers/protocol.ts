@@ -9,6 +9,7 @@
 import type { MetricsSnapshot } from "../admin/metrics.ts";
 import type { JwksCachePolicy } from "../auth/jwks.ts";
 import type { Config } from "../config/types.ts";
+import type { CertificatePair } from "../gateway_api/tls_secret.ts";
 import type { LogFields } from "../log/logger.ts";
 import type { TableData } from "../routing/table.ts";
 
@@ -22,6 +23,8 @@ export interface WorkerStart {
   readonly table: TableData;
   /** Endpoint URLs the main thread's active health checks have marked down. */
   readonly down: readonly string[];
+  /** The Gateways' and Ingresses' TLS Secret certificates in force, served by SNI. */
+  readonly secretCertificates: readonly CertificatePair[];
   /** Where to listen; the port is shared with the other workers (SO_REUSEPORT). */
   readonly listen: { readonly hostname: string; readonly port: number };
   /** GatewayOptions.accessLog (default true). */
@@ -40,6 +43,8 @@ export type ToWorker =
   | { readonly type: "down"; readonly urls: readonly string[] }
   /** The `server.tls` files changed (the main thread polls them): read them again. */
   | { readonly type: "tls_changed" }
+  /** The whole set of TLS Secret certificates (Gateway listeners, Ingress tls) changed. */
+  | { readonly type: "secret_certificates"; readonly pairs: readonly CertificatePair[] }
   /** Reload, step 1: build (but do not install) a runtime for `config`. */
   | { readonly type: "prepare"; readonly id: number; readonly config: Config }
   /** Reload, step 2: install the prepared runtime with this table. */

@@ -129,6 +129,7 @@ export class ProxyWorker {
         // Read here, polled by the main thread: it says when the files changed.
         certificates = new TlsCertificates(server.tls, { logger });
         certificates.stop();
+        certificates.setSecretCertificates(start.secretCertificates);
       }
       try {
         listener = startListener({
@@ -182,6 +183,9 @@ export class ProxyWorker {
         return;
       case "tls_changed":
         this.#certificates?.check();
+        return;
+      case "secret_certificates":
+        this.#certificates?.setSecretCertificates(message.pairs);
         return;
       case "metrics":
         this.#post({ type: "metrics", id: message.id, snapshot: this.#metrics.snapshot() });

@@ -5,10 +5,11 @@
 import assert from "node:assert/strict";
 import { translateGatewayApi } from "../../lib/gateway_api/translate.ts";
 import {
+  base64,
   conditionOf,
   manifest,
   options,
-  pem,
+  PAIRS,
   routeCondition,
   routeId,
   statusOf,
@@ -199,13 +200,17 @@ Deno.test("translateGatewayApi() HTTPS listeners: certificates from TLS Secrets,
       hostname: "*.example.com"
       tls: { certificateRefs: [${ref}] }
       allowedRoutes: { namespaces: { from: All } }`);
-  const secret = (namespace: string, type = "kubernetes.io/tls") => `
+  const secret = (
+    namespace: string,
+    type = "kubernetes.io/tls",
+    key = PAIRS.one.keyPem,
+  ) => `
 ---
 apiVersion: v1
 kind: Secret
 metadata: { name: wildcard, namespace: ${namespace} }
 type: ${type}
-data: { tls.crt: ${pem("CERTIFICATE")}, tls.key: ${pem("PRIVATE KEY")} }`;
+data: { tls.crt: ${base64(PAIRS.one.certPem)}, tls.key: ${base64(key)} }`;
   const grant = `
 ---
 apiVersion: gateway.networking.k8s.io/v1beta1
@@ -220,8 +225,8 @@ spec:
   const same = run(https("{ name: wildcard }") + secret("infra") + route("r"));
   assert.deepEqual(same.certificates, [{
     hostnames: ["*.example.com"],
-    certPem: atob(pem("CERTIFICATE")),
-    keyPem: atob(pem("PRIVATE KEY")),
+    certPem: PAIRS.one.certPem,
+    keyPem: PAIRS.one.keyPem,
   }]);
   assert.equal(conditionOf(listenerOf(same).conditions, "Programmed")?.status, "True");
   assert.equal(routeId(same.table, "https://shop.example.com/"), "gw-shop.r-r0-m0");
@@ -233,6 +238,11 @@ spec:
       "RefNotPermitted",
     ],
     ["missing Secret", https("{ name: nowhere }"), "InvalidCertificateRef"],
+    [
+      "key of another certificate",
+      https("{ name: wildcard }") + secret("infra", "kubernetes.io/tls", PAIRS.two.keyPem),
+      "InvalidCertificateRef",
+    ],
     [
       "Opaque Secret",
       https("{ name: wildcard }") + secret("infra", "Opaque"),

@@ -74,9 +74,51 @@ export function manifest(...yaml: string[]): Manifest {
   return out;
 }
 
-/** Base64 of a PEM block, as a Secret's `data` holds it. */
-export function pem(label: string, body = "MIIBfakeButPemShaped"): string {
-  return btoa(`-----BEGIN ${label}-----\n${body}\n-----END ${label}-----\n`);
+/** A self-signed EC certificate and its key, made by openssl in tests/.tmp (a Secret must hold a real pair). */
+async function selfSigned(name: string): Promise<{ certPem: string; keyPem: string }> {
+  await Deno.mkdir("tests/.tmp", { recursive: true });
+  const dir = await Deno.makeTempDir({ dir: "tests/.tmp", prefix: "pair-" });
+  try {
+    const out = await new Deno.Command("openssl", {
+      args: [
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        `${dir}/key.pem`,
+        "-out",
+        `${dir}/cert.pem`,
+        "-days",
+        "2",
+        "-subj",
+        `/CN=${name}`,
+      ],
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    if (!out.success) throw new Error(new TextDecoder().decode(out.stderr));
+    return {
+      certPem: await Deno.readTextFile(`${dir}/cert.pem`),
+      keyPem: await Deno.readTextFile(`${dir}/key.pem`),
+    };
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** Two real certificate/key pairs, for the TLS Secrets of the translation tests. */
+export const PAIRS = {
+  one: await selfSigned("one.example.com"),
+  two: await selfSigned("two.example.com"),
+};
+
+/** Base64 of text, as a Secret's `data` holds it. */
+export function base64(text: string): string {
+  return btoa(String.fromCharCode(...new TextEncoder().encode(text)));
 }
 
 /** The class, the Gateway and the Services most tests share. */
