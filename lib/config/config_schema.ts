@@ -39,6 +39,7 @@ import {
   nonEmpty,
   originUrl,
   probePath,
+  publishService,
   redisUrl,
   routeId,
   serviceName,
@@ -199,6 +200,7 @@ const discoverySchema = object({
     enabled: optional(boolean()),
     namespace: defaulted(text(dnsLabel), "default"),
     kubeconfig: optional(text(filePath)),
+    publish_service: optional(text(publishService)),
   })),
 });
 

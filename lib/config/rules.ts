@@ -87,6 +87,15 @@ export function dnsLabel(value: string): string {
   );
 }
 
+/** `discovery.kubernetes.publish_service`: `name` or `namespace/name`, each a DNS-1123 label. */
+export function publishService(value: string): string {
+  const parts = value.split("/");
+  if (parts.length <= 2 && parts.every((part) => DNS_LABEL.test(part))) return value;
+  return reject(
+    `must be a Service name or namespace/name (DNS-1123 labels), got ${JSON.stringify(value)}`,
+  );
+}
+
 /** A key of `services:`. */
 export function serviceName(value: string): void {
   if (!DNS_NAME.test(value)) {

@@ -125,6 +125,12 @@ export interface KubernetesDiscoveryConfig {
   readonly namespace: string;
   /** Absolute path, resolved against the config file's directory. */
   readonly kubeconfig?: string;
+  /**
+   * `name` or `namespace/name` of the Service in front of Vanguard, whose
+   * addresses Gateway and Ingress status publish; absent: `vanguard` in the
+   * gateway's own namespace.
+   */
+  readonly publishService?: string;
 }
 
 /**

@@ -20,6 +20,7 @@ import { type KubeObjects, translateRouting } from "../discovery/snapshot.ts";
 import type { Logger } from "../log/logger.ts";
 import type { IngressObjects } from "./ingress.ts";
 import { LeaderElection, type LeaseTuning } from "./lease.ts";
+import { PublishedAddresses, publishedServiceRef } from "./published_addresses.ts";
 import type {
   Gateway,
   GatewayClass,
@@ -152,7 +153,10 @@ export class RoutingWatches {
 }
 
 /** Timing of the status side; tests shrink it. */
-export type StatusTuning = Partial<LeaseTuning> & Partial<StatusWriterTuning>;
+export type StatusTuning = Partial<LeaseTuning> & Partial<StatusWriterTuning> & {
+  /** How often the publish Service is read again (default 30 s). */
+  readonly addressRefreshMs?: number;
+};
 
 /**
  * Writes the status of the Gateway API and Ingress objects Vanguard serves,
@@ -164,6 +168,7 @@ export class StatusReporter {
   readonly #election: LeaderElection;
   readonly #writer: StatusWriter;
   readonly #objects: () => KubeObjects;
+  readonly #addresses: PublishedAddresses;
   #config: Config;
   #ready = false;
 
@@ -183,6 +188,18 @@ export class StatusReporter {
     this.#config = options.config;
     this.#objects = options.objects;
     const tuning = options.tuning ?? {};
+    this.#addresses = new PublishedAddresses({
+      access: options.access,
+      service: publishedServiceRef(
+        options.config.discovery.kubernetes?.publishService ?? "vanguard",
+        options.leaseNamespace,
+      ),
+      logger: options.logger,
+      refreshMs: tuning.addressRefreshMs,
+      onChange: () => {
+        if (this.#ready) this.changed();
+      },
+    });
     this.#writer = new StatusWriter({
       access: options.access,
       logger: options.logger,
@@ -198,6 +215,9 @@ export class StatusReporter {
       tuning,
       // Not before the first sync: a status from half-listed objects would be wrong.
       onChange: (leader) => {
+        // Only the writer needs the addresses.
+        if (leader) this.#addresses.start();
+        else this.#addresses.stop();
         if (leader && this.#ready) this.changed();
       },
     });
@@ -230,12 +250,14 @@ export class StatusReporter {
     if (!this.#election.isLeader) return;
     const translated = translateRouting(this.#config, this.#objects(), {
       now: new Date().toISOString().replace(/\.\d+Z$/, "Z"),
+      addresses: this.#addresses.current,
     });
     this.#writer.sync(translated.statuses);
   }
 
   /** Stops writing and gives the Lease up. */
   async stop(): Promise<void> {
+    this.#addresses.stop();
     await this.#writer.stop();
     await this.#election.stop();
   }

@@ -886,3 +886,16 @@ Deno.test("parseConfig() reports bad upstream resilience keys at their line", ()
     ],
   );
 });
+
+Deno.test("parseConfig() takes discovery.kubernetes.publish_service as name or namespace/name, at its line otherwise", () => {
+  const base = ["discovery:", "  kubernetes:", "    namespace: shop"];
+  const at = (value: string) => yaml(...base, `    publish_service: ${value}`, "routes: []");
+  assert.equal(load(at("edge")).config.discovery.kubernetes?.publishService, "edge");
+  assert.equal(load(at("infra/edge")).config.discovery.kubernetes?.publishService, "infra/edge");
+  assert.deepEqual(problems(at("infra/edge/x")), [
+    'conf/gw.yaml:4:22: discovery.kubernetes.publish_service: must be a Service name or namespace/name (DNS-1123 labels), got "infra/edge/x"',
+  ]);
+  assert.deepEqual(problems(at("Edge_Svc")), [
+    'conf/gw.yaml:4:22: discovery.kubernetes.publish_service: must be a Service name or namespace/name (DNS-1123 labels), got "Edge_Svc"',
+  ]);
+});
