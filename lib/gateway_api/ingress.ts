@@ -78,12 +78,6 @@ export function translateIngress(objects: IngressObjects, options: IngressOption
       if (rule.host !== undefined && rule.host !== "") {
         const checked = checkHostPattern(rule.host);
         if ("problem" in checked) return warn(`rules[${i}].host ${checked.problem}`);
-        if (checked.host.startsWith("*.")) {
-          warn(
-            `rules[${i}].host ${checked.host} also matches names of more than one label before ` +
-              `${checked.host.slice(2)} (Ingress means exactly one)`,
-          );
-        }
         hosts = [checked.host];
       }
       (rule.http?.paths ?? []).forEach((p, j) => {
@@ -192,6 +186,8 @@ function entry(
     id,
     ...path,
     ...(hosts !== undefined ? { hosts } : {}),
+    // An Ingress `*.example.com` is exactly one label (networking.k8s.io/v1 IngressRule.host).
+    ...(hosts?.some((host) => host.startsWith("*.")) ? { oneLabelWildcard: true as const } : {}),
     serviceName: backend.serviceName,
     backends: [backend],
     preserveHost: true,

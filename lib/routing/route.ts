@@ -44,6 +44,12 @@ export interface RouteEntry {
   readonly prefixSegments: number;
   /** Lowercase; `*.example.com` for a wildcard. Absent: any host. */
   readonly hosts?: readonly string[];
+  /**
+   * True: a `*.` host covers exactly one label (`a.example.com`, not
+   * `a.b.example.com`), as Ingress means it. Absent: one or more labels, as
+   * the Gateway API and config routes mean it.
+   */
+  readonly oneLabelWildcard?: true;
   /** Absent: any method. */
   readonly methods?: readonly string[];
   /** Every entry must match (names lowercase). */
