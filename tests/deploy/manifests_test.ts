@@ -1,101 +1,54 @@
 /**
- * Parses every document of every k8s/*.yaml, validates each object against
- * the Kubernetes OpenAPI schema (npm kubernetes-models), and checks the
- * properties the contract promises (section 8): least-privilege RBAC, a
- * locked-down gateway container, probes on the admin port, a Service that
- * exposes the proxy port only, and a ConfigMap whose config validates.
+ * The source files of the kustomize base k8s/ (and of the demo overlay examples/k8s-demo/):
+ * every object validates against the Kubernetes OpenAPI schema (npm kubernetes-models), and
+ * the properties the contract promises (section 8) hold: least-privilege RBAC, a locked-down
+ * gateway container, probes on the admin port, a Service that exposes the proxy port only, a
+ * ConfigMap whose config validates, no namespace or API key written into the objects. What
+ * kustomize makes of them (`kubectl kustomize`) is checked by kustomize_test.ts.
  */
 import assert from "node:assert/strict";
-import { parse as parseYaml, parseAllDocuments } from "yaml";
-import { Deployment, type IDeployment } from "kubernetes-models/apps/v1/Deployment";
-import { ConfigMap, type IConfigMap } from "kubernetes-models/v1/ConfigMap";
-import { type IService, Service } from "kubernetes-models/v1/Service";
-import { type IServiceAccount, ServiceAccount } from "kubernetes-models/v1/ServiceAccount";
-import {
-  ClusterRole,
-  type IClusterRole,
-} from "kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRole";
-import {
-  ClusterRoleBinding,
-  type IClusterRoleBinding,
-} from "kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRoleBinding";
-import { type IRole, Role } from "kubernetes-models/rbac.authorization.k8s.io/v1/Role";
-import {
-  type IRoleBinding,
-  RoleBinding,
-} from "kubernetes-models/rbac.authorization.k8s.io/v1/RoleBinding";
+import { parse as parseYaml } from "yaml";
+import type { IDeployment } from "kubernetes-models/apps/v1/Deployment";
+import type { IConfigMap } from "kubernetes-models/v1/ConfigMap";
+import type { IService } from "kubernetes-models/v1/Service";
+import type { IServiceAccount } from "kubernetes-models/v1/ServiceAccount";
+import type { IClusterRole } from "kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRole";
+import type { IClusterRoleBinding } from "kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRoleBinding";
+import type { IRole } from "kubernetes-models/rbac.authorization.k8s.io/v1/Role";
+import type { IRoleBinding } from "kubernetes-models/rbac.authorization.k8s.io/v1/RoleBinding";
 import { DockerfileParser } from "dockerfile-ast";
+import {
+  containerEnvironment,
+  expand,
+  flagValue,
+  generatedConfigMaps,
+  type Manifest,
+  readKustomization,
+  ROOT,
+  schemaProblems,
+  sourceManifests,
+  validateConfig,
+} from "./k8s_objects.ts";
 
-const root = new URL("../../", import.meta.url);
+const BASE = "k8s";
+const DEMO = "examples/k8s-demo";
 const CONTRACT_FILES = ["rbac.yaml", "configmap.yaml", "deployment.yaml", "service.yaml"];
 const SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
 const FORBIDDEN = /^(-A|--allow-all|--allow-write|--allow-run|--allow-ffi)(=|$)/;
+/** Stand-ins for what Kubernetes sets in every container. */
+const CLUSTER_ENV = { KUBERNETES_SERVICE_HOST: "10.96.0.1", KUBERNETES_SERVICE_PORT: "443" };
 
-/** A model class: validates its data against the schema, throws when invalid. */
-type ModelClass = new (data: never) => { validate(): void };
-const MODELS: Record<string, ModelClass> = {
-  "v1/ServiceAccount": ServiceAccount,
-  "v1/ConfigMap": ConfigMap,
-  "v1/Service": Service,
-  "apps/v1/Deployment": Deployment,
-  "rbac.authorization.k8s.io/v1/ClusterRole": ClusterRole,
-  "rbac.authorization.k8s.io/v1/ClusterRoleBinding": ClusterRoleBinding,
-  "rbac.authorization.k8s.io/v1/Role": Role,
-  "rbac.authorization.k8s.io/v1/RoleBinding": RoleBinding,
-};
-
-interface Manifest {
-  file: string;
-  apiVersion: string;
-  kind: string;
-  name: string;
-  namespace: string;
-  object: Record<string, unknown>;
-}
-
-/** Every non-empty document of every k8s/*.yaml, in file order. */
-function loadManifests(): Manifest[] {
-  const dir = new URL("k8s/", root);
-  const files = [...Deno.readDirSync(dir)]
-    .filter((e) => e.isFile && /\.ya?ml$/.test(e.name))
-    .map((e) => e.name)
-    .sort();
-  const out: Manifest[] = [];
-  for (const file of files) {
-    const text = Deno.readTextFileSync(new URL(file, dir));
-    for (const doc of parseAllDocuments(text)) {
-      assert.deepEqual(doc.errors.map((e) => e.message), [], `${file}: YAML errors`);
-      assert.deepEqual(doc.warnings.map((e) => e.message), [], `${file}: YAML warnings`);
-      const object: unknown = doc.toJS();
-      if (object === null || object === undefined) continue;
-      assert.ok(typeof object === "object" && !Array.isArray(object), `${file}: not an object`);
-      const o = object as Record<string, unknown>;
-      const metadata = (o.metadata ?? {}) as { name?: string; namespace?: string };
-      assert.equal(typeof o.apiVersion, "string", `${file}: apiVersion`);
-      assert.equal(typeof o.kind, "string", `${file}: kind`);
-      assert.ok(metadata.name, `${file}: ${o.kind} without metadata.name`);
-      out.push({
-        file,
-        apiVersion: o.apiVersion as string,
-        kind: o.kind as string,
-        name: metadata.name,
-        namespace: metadata.namespace ?? "default",
-        object: o,
-      });
-    }
-  }
-  return out;
-}
-
-const manifests = loadManifests();
-const contract = manifests.filter((m) => CONTRACT_FILES.includes(m.file));
+const kustomization = readKustomization(BASE);
+const contract = sourceManifests(BASE);
+const demo = sourceManifests(DEMO);
+const manifests = [...contract, ...demo];
 
 function only<T>(kind: string, from: Manifest[] = contract): T[] {
   return from.filter((m) => m.kind === kind).map((m) => m.object as T);
 }
 function single<T>(kind: string, file: string): T {
-  const found = contract.filter((m) => m.kind === kind && m.file === file);
-  assert.equal(found.length, 1, `exactly one ${kind} in k8s/${file}`);
+  const found = contract.filter((m) => m.kind === kind && m.source === `${BASE}/${file}`);
+  assert.equal(found.length, 1, `exactly one ${kind} in ${BASE}/${file}`);
   return found[0].object as T;
 }
 
@@ -108,10 +61,19 @@ const configText = configMap.data?.["config.yaml"];
 assert.ok(configText, "the ConfigMap holds config.yaml");
 const config = parseYaml(configText) as {
   server?: { port?: number; admin_port?: number; shutdown_grace_seconds?: number };
-  redis?: { url?: string };
+  redis?: { url?: string; url_env?: string };
+  auth?: { api_key?: { keys?: { id: string; sha256?: string; value_env?: string }[] } };
 };
 const proxyPort = config.server?.port ?? 8000;
 const adminPort = config.server?.admin_port ?? 8001;
+/** The gateway's environment, with the settings the kustomization generates. */
+const env = containerEnvironment(gateway, {
+  namespace: kustomization.namespace ?? "default",
+  configMaps: generatedConfigMaps(BASE),
+  cluster: CLUSTER_ENV,
+});
+/** The variables that hold API keys (auth.api_key.keys[].value_env). */
+const keyVariables = (config.auth?.api_key?.keys ?? []).flatMap((k) => k.value_env ?? []);
 
 /** A probe's or Service's port (number or container port name) as a number. */
 function containerPort(port: number | string | undefined): number | undefined {
@@ -120,27 +82,27 @@ function containerPort(port: number | string | undefined): number | undefined {
   return gateway.ports?.find((p) => p.name === port)?.containerPort;
 }
 
-function flagValue(args: string[], flag: string): string | undefined {
-  const found = args.find((a) => a === flag || a.startsWith(`${flag}=`));
-  return found?.includes("=") ? found.slice(found.indexOf("=") + 1) : found && "";
-}
+Deno.test("k8s: the kustomization applies the contract files and names the namespace once", () => {
+  assert.deepEqual(kustomization.resources, CONTRACT_FILES);
+  assert.equal(typeof kustomization.namespace, "string", "k8s/kustomization.yaml namespace:");
+  for (const m of manifests) {
+    assert.equal(m.namespace, undefined, `${m.source}: ${m.kind} ${m.name} names a namespace`);
+    for (const subject of (m.object.subjects ?? []) as { namespace?: string }[]) {
+      assert.equal(subject.namespace, undefined, `${m.source}: ${m.name} subject's namespace`);
+    }
+  }
+  // A manifest in k8s/ that the kustomization does not list would never be applied.
+  const files = [...Deno.readDirSync(new URL(`${BASE}/`, ROOT))]
+    .map((e) => e.name)
+    .filter((name) => /\.ya?ml$/.test(name) && name !== "kustomization.yaml");
+  assert.deepEqual(files.sort(), [...CONTRACT_FILES].sort(), "k8s/*.yaml not in resources:");
+});
 
 Deno.test("k8s: every document parses and validates against the Kubernetes schema", () => {
-  for (const file of CONTRACT_FILES) {
-    assert.ok(manifests.some((m) => m.file === file), `k8s/${file} has objects`);
-  }
-  for (const m of manifests) {
-    const Model = MODELS[`${m.apiVersion}/${m.kind}`];
-    assert.ok(Model, `${m.file}: no model for ${m.apiVersion} ${m.kind}`);
-    try {
-      new Model(m.object as never).validate();
-    } catch (error) {
-      assert.fail(`${m.file}: ${m.kind} ${m.name}: ${(error as Error).message}`);
-    }
-    assert.equal(m.namespace, "default", `${m.file}: ${m.kind} ${m.name} namespace`);
-  }
-  const names = manifests.map((m) => `${m.kind}/${m.namespace}/${m.name}`);
+  assert.deepEqual(schemaProblems(manifests), []);
+  const names = manifests.map((m) => `${m.kind}/${m.name}`);
   assert.equal(new Set(names).size, names.length, `duplicate objects: ${names}`);
+  assert.ok(!manifests.some((m) => m.kind === "Secret"), "no Secret is shipped");
 });
 
 Deno.test("k8s: RBAC grants only get/list/watch on services and endpointslices to the gateway's ServiceAccount", () => {
@@ -160,11 +122,9 @@ Deno.test("k8s: RBAC grants only get/list/watch on services and endpointslices t
     ...only<IClusterRoleBinding>("ClusterRoleBinding"),
     ...only<IRoleBinding>("RoleBinding"),
   ];
+  // The subjects name no namespace: kustomize sets the kustomization's, the account's own.
   const ours = bindings.filter((b) =>
-    (b.subjects ?? []).some((s) =>
-      s.kind === "ServiceAccount" && s.name === accountName &&
-      (s.namespace ?? b.metadata?.namespace ?? "default") === "default"
-    )
+    (b.subjects ?? []).some((s) => s.kind === "ServiceAccount" && s.name === accountName)
   );
   assert.ok(ours.length > 0, `a binding for ServiceAccount ${accountName}`);
 
@@ -233,12 +193,16 @@ Deno.test("k8s: the gateway container is locked down (non-root, read-only, no pr
   assert.notEqual(podSpec.hostPID, true);
 });
 
-Deno.test("k8s: every container image is pinned to a version", () => {
+Deno.test("k8s: every container image is pinned to a version (by the kustomization's images:)", () => {
+  const images = kustomization.images ?? [];
   for (const d of only<IDeployment>("Deployment", manifests)) {
     for (const c of d.spec?.template.spec?.containers ?? []) {
-      const image = c.image ?? "";
-      const tag = image.includes("@") ? "digest" : image.split("/").pop()?.split(":")[1];
-      assert.ok(tag && tag !== "latest", `${d.metadata?.name}: image ${image} is not pinned`);
+      const [name, ownTag] = (c.image ?? "").split("@")[0].split(/:(?=[^/:]+$)/);
+      const entry = images.find((i) => i.name === name);
+      const pinned = c.image?.includes("@") || entry?.digest !== undefined
+        ? "digest"
+        : entry?.newTag ?? ownTag;
+      assert.ok(pinned && pinned !== "latest", `${d.metadata?.name}: image ${c.image} unpinned`);
     }
   }
 });
@@ -277,6 +241,17 @@ Deno.test("k8s: shutdown lets in-flight requests drain", () => {
   assert.equal(String(rolling?.maxUnavailable ?? "25%"), "0", "rollouts keep full capacity");
 });
 
+Deno.test("k8s: the Kubernetes 1.30 requirement of the preStop sleep action is stated where deployers read", () => {
+  assert.ok(gateway.lifecycle?.preStop?.sleep, "the preStop hook is the sleep action");
+  for (const path of [`${BASE}/kustomization.yaml`, `${BASE}/deployment.yaml`]) {
+    assert.match(Deno.readTextFileSync(new URL(path, ROOT)), /Kubernetes 1\.30/i, path);
+  }
+  const docs = Deno.readTextFileSync(new URL("docs/kubernetes.md", ROOT));
+  const deploymentDocs = docs.slice(docs.indexOf("\n# Deployment"));
+  // In the section's opening lines, not buried further down.
+  assert.match(deploymentDocs.split("\n").slice(0, 12).join("\n"), /Kubernetes 1\.30/);
+});
+
 Deno.test("k8s: the ConfigMap is mounted as the directory /etc/vanguard and the gateway reads it", () => {
   const mount = (gateway.volumeMounts ?? []).find((m) => m.mountPath === "/etc/vanguard");
   assert.ok(mount, "a volumeMount at /etc/vanguard");
@@ -292,7 +267,7 @@ Deno.test("k8s: the ConfigMap is mounted as the directory /etc/vanguard and the 
   assert.equal(appArgs[appArgs.indexOf("--config") + 1], "/etc/vanguard/config.yaml");
 });
 
-Deno.test("k8s: the gateway's permission flags are explicit and narrow", () => {
+Deno.test("k8s: the gateway's permission flags are explicit and narrow, and allow its Redis and upstreams", () => {
   assert.equal(gateway.command, undefined, "command is the image's (deno)");
   const args = gateway.args ?? [];
   assert.equal(args[0], "run");
@@ -305,33 +280,30 @@ Deno.test("k8s: the gateway's permission flags are explicit and narrow", () => {
   // The gateway's own code too: worker threads (server.workers) load their modules from it.
   assert.deepEqual(read.split(",").sort(), ["/app/lib", "/etc/vanguard", SA_DIR]);
 
-  // --allow-net lists the listeners and every address it references resolves.
+  // --allow-net lists the listeners, and every $(VAR) in it is defined.
   const net = flagValue(denoFlags, "--allow-net");
   assert.ok(net, "--allow-net=LIST");
-  const entries = net.split(",");
+  const expanded = expand(net, env);
+  assert.doesNotMatch(expanded, /\$\(/, `undefined variables in --allow-net: ${expanded}`);
+  const entries = expanded.split(",");
   assert.ok(entries.includes(`0.0.0.0:${proxyPort}`), "proxy listener");
   assert.ok(entries.includes(`0.0.0.0:${adminPort}`), "admin listener");
-  const env = new Map((gateway.env ?? []).map((e) => [e.name, e.value]));
-  for (const [, name] of net.matchAll(/\$\(([A-Z0-9_]+)\)/g)) {
-    assert.ok(
-      env.has(name) || /^KUBERNETES_SERVICE_(HOST|PORT)$/.test(name),
-      `$(${name}) in --allow-net is defined`,
-    );
-  }
-  assert.ok(net.includes("$(KUBERNETES_SERVICE_HOST):$(KUBERNETES_SERVICE_PORT)"), "API server");
-  // Redis as configured is allowed.
-  const redis = config.redis?.url && new URL(config.redis.url);
-  if (redis) {
-    const address = `${redis.hostname}:${redis.port || "6379"}`;
-    const expanded = entries.map((e) =>
-      e.replace(/\$\(([A-Z0-9_]+)\)/g, (_, n: string) => env.get(n) ?? "")
-    );
-    assert.ok(expanded.includes(address), `Redis ${address} is in --allow-net`);
-  }
+  assert.ok(entries.includes(`${CLUSTER_ENV.KUBERNETES_SERVICE_HOST}:443`), "API server");
+
+  // The Redis the config connects to (its url_env, as the kubelet sets it) is allowed, and the
+  // upstream CIDR of the kustomization's settings.
+  assert.equal(config.redis?.url, undefined, "the Redis URL is not written into the config");
+  const redisUrl = env.get(config.redis?.url_env ?? "");
+  assert.ok(redisUrl, `the Deployment sets ${config.redis?.url_env}`);
+  const redis = new URL(redisUrl);
+  assert.ok(entries.includes(`${redis.hostname}:${redis.port || "6379"}`), `${redis.host} allowed`);
+  const settings = generatedConfigMaps(BASE).find((m) => m.name === "vanguard-settings");
+  const cidr = (settings?.object.data as Record<string, string>)?.upstream_cidr;
+  assert.ok(cidr && entries.includes(cidr), `upstream CIDR ${cidr} allowed`);
 });
 
 Deno.test("k8s: the Deployment's args are the image's CMD with --allow-net narrowed", () => {
-  const dockerfile = DockerfileParser.parse(Deno.readTextFileSync(new URL("Dockerfile", root)));
+  const dockerfile = DockerfileParser.parse(Deno.readTextFileSync(new URL("Dockerfile", ROOT)));
   const cmds = dockerfile.getInstructions().filter((i) => i.getKeyword() === "CMD");
   const cmd: string[] = JSON.parse(cmds[cmds.length - 1].getArgumentsContent() ?? "[]");
   const withoutNet = (list: string[]) => list.filter((a) => !a.startsWith("--allow-net"));
@@ -344,7 +316,7 @@ Deno.test("k8s: the Service exposes the proxy port only", () => {
   const ports = service.spec?.ports ?? [];
   assert.ok(ports.length > 0, "a port");
   const podLabels = deployment.spec?.template.metadata?.labels ?? {};
-  // Every Service that selects the gateway's pods (in any k8s/ file) routes to the proxy only.
+  // Every Service that selects the gateway's pods (base or demo) routes to the proxy only.
   const selecting = only<IService>("Service", manifests).filter((s) => {
     const selector = Object.entries(s.spec?.selector ?? {});
     return selector.length > 0 && selector.every(([k, v]) => podLabels[k] === v);
@@ -359,30 +331,56 @@ Deno.test("k8s: the Service exposes the proxy port only", () => {
   }
 });
 
-Deno.test("k8s: the ConfigMap's config passes deno task validate", async () => {
-  const dir = new URL("tests/.tmp/", root);
-  Deno.mkdirSync(dir, { recursive: true });
-  const path = "tests/.tmp/configmap-config.yaml";
-  Deno.writeTextFileSync(new URL(path, root), configText);
-  const output = await new Deno.Command("deno", {
-    args: ["task", "-q", "validate", path],
-    cwd: root,
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).output();
-  const stdout = new TextDecoder().decode(output.stdout);
-  const stderr = new TextDecoder().decode(output.stderr);
-  assert.equal(output.code, 0, `validate failed:\n${stdout}${stderr}`);
-  assert.match(stdout, /config OK/);
+Deno.test("k8s: no API key is shipped; the keys come from the Secret the docs tell you to create", () => {
+  const keys = config.auth?.api_key?.keys ?? [];
+  assert.ok(keys.length > 0, "the example config has API-key clients");
+  for (const key of keys) {
+    assert.equal(key.sha256, undefined, `${key.id}: a digest written into the ConfigMap`);
+    assert.ok(key.value_env, `${key.id}: value_env`);
+  }
+  // Every key variable of the Secret reaches the container; a missing Secret stops the pod.
+  const fromSecret = (gateway.envFrom ?? []).filter((f) => f.secretRef);
+  assert.deepEqual(fromSecret.map((f) => f.secretRef?.name), ["vanguard-api-keys"]);
+  assert.notEqual(fromSecret[0].secretRef?.optional, true, "the Secret is not optional");
+  for (const name of keyVariables) {
+    assert.ok(!(gateway.env ?? []).some((e) => e.name === name), `${name} is not a literal`);
+  }
+  // The documented `kubectl create secret` commands create exactly those variables.
+  for (
+    const path of ["docs/kubernetes.md", `${BASE}/kustomization.yaml`, `${DEMO}/kustomization.yaml`]
+  ) {
+    const text = Deno.readTextFileSync(new URL(path, ROOT)).replaceAll("\\\n", " ");
+    const commands = [...text.matchAll(/create secret generic vanguard-api-keys([^\n]*)/g)];
+    assert.ok(commands.length > 0, `${path} shows how to create the Secret`);
+    for (const [, rest] of commands) {
+      const created = [...rest.matchAll(/--from-literal=([A-Za-z_][A-Za-z0-9_]*)=/g)].map((m) =>
+        m[1]
+      );
+      assert.deepEqual(created.sort(), [...keyVariables].sort(), `${path}: ${rest}`);
+    }
+  }
 });
 
-Deno.test("k8s: the demo Redis, if present, is marked demo-only and locked down too", () => {
-  const demo = manifests.filter((m) => m.file === "redis-demo.yaml");
-  if (demo.length === 0) return;
-  const text = Deno.readTextFileSync(new URL("k8s/redis-demo.yaml", root));
-  assert.match(text, /not for production/i);
-  for (const d of only<IDeployment>("Deployment", demo)) {
+Deno.test("k8s: the ConfigMap's config passes deno task validate with the Deployment's environment, and not without the Secret", async () => {
+  for (const name of keyVariables) assert.equal(Deno.env.get(name), undefined, `${name} is unset`);
+  const secret = Object.fromEntries(keyVariables.map((name) => [name, crypto.randomUUID()]));
+  const ok = await validateConfig(configText, { ...Object.fromEntries(env), ...secret });
+  assert.equal(ok.code, 0, `validate failed:\n${ok.output}`);
+  assert.match(ok.output, /config OK/);
+  assert.doesNotMatch(ok.output, /warning/i);
+
+  // Without the Secret's variables the gateway refuses the config (it would not start),
+  // instead of answering 401 to every request.
+  const missing = await validateConfig(configText, Object.fromEntries(env));
+  assert.equal(missing.code, 1, missing.output);
+  for (const name of keyVariables) assert.match(missing.output, new RegExp(name));
+});
+
+Deno.test("k8s: the demo overlay's Redis is marked demo-only, locked down, and where the gateway looks", () => {
+  const redisFile = `${DEMO}/redis-demo.yaml`;
+  assert.match(Deno.readTextFileSync(new URL(redisFile, ROOT)), /not for production/i);
+  const redis = demo.filter((m) => m.source === redisFile);
+  for (const d of only<IDeployment>("Deployment", redis)) {
     const spec = d.spec?.template.spec;
     for (const c of spec?.containers ?? []) {
       const sc = c.securityContext ?? {};
@@ -391,7 +389,16 @@ Deno.test("k8s: the demo Redis, if present, is marked demo-only and locked down 
       assert.ok(sc.capabilities?.drop?.includes("ALL"));
     }
   }
-  for (const s of only<IService>("Service", demo)) {
-    assert.equal(s.spec?.type ?? "ClusterIP", "ClusterIP", "the demo Redis is not exposed");
-  }
+  const services = only<IService>("Service", redis);
+  assert.equal(services.length, 1);
+  assert.equal(services[0].spec?.type ?? "ClusterIP", "ClusterIP", "the demo Redis is not exposed");
+  // The demo's redis_address names that Service (same namespace) and its port.
+  const demoKustomization = readKustomization(DEMO);
+  const literal = [...generatedConfigMaps(DEMO), ...generatedConfigMaps(BASE)]
+    .map((m) => (m.object.data as Record<string, string>).redis_address)
+    .find((value) => value !== undefined);
+  assert.equal(literal, `${services[0].metadata?.name}:${services[0].spec?.ports?.[0].port}`);
+  // The demo has its own namespace, created by the overlay itself.
+  const namespaces = demo.filter((m) => m.kind === "Namespace").map((m) => m.name);
+  assert.deepEqual(namespaces, [demoKustomization.namespace]);
 });

@@ -1,16 +1,27 @@
 /**
- * The RBAC of k8s/rbac.yaml against the calls the code really makes: a
+ * The RBAC of k8s/rbac.yaml, as `kubectl kustomize` builds it into a namespace other than
+ * `default`, against the calls the code really makes: a
  * gateway with everything Kubernetes-facing switched on (discovery,
  * Gateway API, Ingress, TLS Secrets, status writing, the Lease, the
  * published Service) runs against the fake API server, and every request
  * it sent is turned into the verb, resource and namespace the API server's
  * authorizer would check. Each must be granted to the gateway's
- * ServiceAccount by a binding in k8s/rbac.yaml, and each resource granted
- * must be one the code touches.
+ * ServiceAccount (in the namespace the gateway runs in) by a binding of the
+ * built manifests, and each resource granted must be one the code touches.
+ * Without kubectl, the source file is read with the kustomization's namespace
+ * filled in where kustomize would put it (the test's name says so).
  */
 import assert from "node:assert/strict";
-import { parseAllDocuments } from "yaml";
 import { closedPort, eventually, startTestGateway } from "../helpers.ts";
+import {
+  CLUSTER_SCOPED,
+  kustomize,
+  probeKubectl,
+  RBAC_KINDS,
+  readKustomization,
+  sourceManifests,
+  writeOverlay,
+} from "./k8s_objects.ts";
 import {
   endpointSlice,
   gateway,
@@ -69,14 +80,42 @@ function attributesOf(request: RecordedRequest): Attributes {
   };
 }
 
-/** The grants of ServiceAccount default/vanguard: [namespace or undefined (cluster-wide), rule]. */
-function grants(objects: RbacObject[]): [string | undefined, Rule][] {
+/** The namespace the built manifests are put in: not `default`, so a forgotten one shows. */
+const NAMESPACE = "edge-gw";
+const kubectl = await probeKubectl();
+
+/** The RBAC objects of the base k8s/ as kustomize builds them into `namespace`. */
+async function builtRbac(namespace: string): Promise<RbacObject[]> {
+  const isRbac = (kind: string) => RBAC_KINDS.includes(kind);
+  if (kubectl.ok) {
+    await using overlay = await writeOverlay((repo) =>
+      `namespace: ${namespace}\nbases:\n  - ${repo}/k8s\n`
+    );
+    const built = await kustomize(overlay.dir);
+    return built.filter((m) => isRbac(m.kind)).map((m) => m.object as unknown as RbacObject);
+  }
+  // What kustomize's namespace transformer does to these objects: namespaced objects and
+  // ServiceAccount subjects get the namespace.
+  assert.equal(typeof readKustomization("k8s").namespace, "string");
+  return sourceManifests("k8s").filter((m) => isRbac(m.kind)).map((m) => {
+    const o = structuredClone(m.object) as unknown as RbacObject;
+    if (!CLUSTER_SCOPED.has(o.kind)) o.metadata.namespace = namespace;
+    for (const s of o.subjects ?? []) if (s.kind === "ServiceAccount") s.namespace = namespace;
+    return o;
+  });
+}
+
+/**
+ * The grants of ServiceAccount `namespace`/vanguard: [namespace or undefined (cluster-wide),
+ * rule].
+ */
+function grants(objects: RbacObject[], namespace: string): [string | undefined, Rule][] {
   const out: [string | undefined, Rule][] = [];
   for (const binding of objects) {
     if (binding.kind !== "ClusterRoleBinding" && binding.kind !== "RoleBinding") continue;
     const ours = (binding.subjects ?? []).some((s) =>
       s.kind === "ServiceAccount" && s.name === "vanguard" &&
-      (s.namespace ?? binding.metadata.namespace) === "default"
+      (s.namespace ?? binding.metadata.namespace) === namespace
     );
     if (!ours) continue;
     const role = objects.find((o) =>
@@ -96,11 +135,17 @@ function allows(rule: Rule, wanted: Attributes): boolean {
   ) && rule.verbs.includes(wanted.verb);
 }
 
-Deno.test("k8s: every call the gateway makes to the API server is granted by k8s/rbac.yaml, and every grant is used", async () => {
-  const text = await Deno.readTextFile("k8s/rbac.yaml");
-  const objects = parseAllDocuments(text).map((d) => d.toJS() as RbacObject).filter(Boolean);
-  const granted = grants(objects);
-  const leaseNamespace = objects.find((o) => o.kind === "Role")?.metadata.namespace ?? "default";
+const built = kubectl.ok
+  ? `kubectl kustomize, namespace ${NAMESPACE}`
+  : `k8s/rbac.yaml with namespace ${NAMESPACE} filled in: ${kubectl.reason}`;
+
+Deno.test(`k8s: every call the gateway makes to the API server is granted by the built RBAC (${built}), and every grant is used`, async () => {
+  const objects = await builtRbac(NAMESPACE);
+  const granted = grants(objects, NAMESPACE);
+  assert.ok(granted.length > 0, `the ServiceAccount ${NAMESPACE}/vanguard is bound`);
+  // The gateway runs in the namespace it is deployed to (POD_NAMESPACE, from the pod itself).
+  const leaseNamespace = NAMESPACE;
+  assert.equal(objects.find((o) => o.kind === "Role")?.metadata.namespace, leaseNamespace);
 
   const fake = await startFakeApiServer({ bookmarkIntervalMs: 300 });
   const port = closedPort();
@@ -172,12 +217,12 @@ routes: []
     if (!ok) refused.push(`${shown}: ${request.method} ${request.path}`);
     used.add(wanted.resource);
   }
-  assert.deepEqual([...new Set(refused)], [], "calls k8s/rbac.yaml does not grant");
+  assert.deepEqual([...new Set(refused)], [], "calls the built RBAC does not grant");
   const grantedResources = new Set(
     granted.flatMap(([, rule]) =>
       (rule.apiGroups ?? []).flatMap((g) => (rule.resources ?? []).map((r) => `${g}/${r}`))
     ),
   );
   const unused = [...grantedResources].filter((r) => !used.has(r)).sort();
-  assert.deepEqual(unused, [], "resources k8s/rbac.yaml grants that the code never touches");
+  assert.deepEqual(unused, [], "resources the built RBAC grants that the code never touches");
 });
