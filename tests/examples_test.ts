@@ -10,6 +10,8 @@ const ROOT = normalize(join(dirname(fileURLToPath(import.meta.url)), ".."));
 const EXAMPLES = [
   "quickstart.yaml",
   "redis.yaml",
+  "redis-cluster.yaml",
+  "redis-sentinel.yaml",
   "kubernetes.yaml",
   "plugin.yaml",
   "edge-routing.yaml",

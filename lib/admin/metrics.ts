@@ -118,6 +118,16 @@ export class Metrics {
     "Redis commands that failed or timed out.",
     [],
   );
+  readonly redisNodeErrors = new Counter(
+    "vanguard_redis_node_errors_total",
+    "Rate-limit checks that failed or timed out, by the Redis node they were for (host:port; on a cluster the node that owned the slot; at most 32 names, then other).",
+    ["node"],
+  );
+  readonly redisRedirects = new Counter(
+    "vanguard_redis_redirects_total",
+    "MOVED and ASK answers from Redis Cluster nodes (followed by the client), by the node they pointed to and kind (moved, ask).",
+    ["node", "kind"],
+  );
   readonly discoveryEvents = new Counter(
     "vanguard_discovery_events_total",
     "Kubernetes watch events by kind: ADDED, MODIFIED, DELETED, BOOKMARK, ERROR (failed list or watch), RELIST.",
@@ -208,6 +218,8 @@ export class Metrics {
       this.redisDuration,
       this.authRejected,
       this.redisErrors,
+      this.redisNodeErrors,
+      this.redisRedirects,
       this.discoveryEvents,
       this.discoveryConnected,
       this.discoveryLastEventAge,

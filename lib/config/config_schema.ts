@@ -20,6 +20,7 @@ import {
   object,
   optional,
   record,
+  reject,
   report,
   required,
   section,
@@ -32,6 +33,7 @@ import {
   cidr,
   consumerId,
   defaultRouteId,
+  DNS_LABEL,
   dnsLabel,
   filePath,
   headerName,
@@ -39,8 +41,6 @@ import {
   nonEmpty,
   originUrl,
   probePath,
-  publishService,
-  redisUrl,
   routeId,
   serviceName,
   sha256,
@@ -50,6 +50,7 @@ import {
 } from "./rules.ts";
 import { apiKeyEnv, distinctKeys, hmacSecretProblem, publicKeyFile, setEnv } from "./secrets.ts";
 import { middlewareSpec } from "./middleware_spec.ts";
+import { redisSchema } from "./redis_schema.ts";
 import { routeSchema } from "./route_schema.ts";
 import { caFile, readablePemFile, tlsPairProblem } from "./tls_files.ts";
 
@@ -130,13 +131,6 @@ const serverSchema = object({
   },
 });
 
-const redisSchema = object({
-  url: optional(text(redisUrl)),
-  url_env: optional(text(setEnv)),
-  failure_mode: defaulted(choice(["open", "closed", "local"]), "local"),
-  timeout_ms: defaulted(integer(1, 10_000), 50),
-}, { exclusive: [["url", "url_env"]] });
-
 const apiKeySchema = object({
   header: defaulted(text(headerName), "API-Key"),
   keys: required(list(
@@ -203,6 +197,15 @@ const discoverySchema = object({
     publish_service: optional(text(publishService)),
   })),
 });
+
+/** `discovery.kubernetes.publish_service`: `name` or `namespace/name`, each a DNS-1123 label. */
+function publishService(value: string): string {
+  const parts = value.split("/");
+  if (parts.length <= 2 && parts.every((part) => DNS_LABEL.test(part))) return value;
+  return reject(
+    `must be a Service name or namespace/name (DNS-1123 labels), got ${JSON.stringify(value)}`,
+  );
+}
 
 const serviceSchema = object({
   urls: optional(list(text(originUrl))),

@@ -26,7 +26,7 @@ import { CONSUMER_ID_RULE, isConsumerId } from "../auth/consumer.ts";
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 // RFC 9110 token: what a header field name may be made of.
 const HEADER_TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+export const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 const DNS_NAME = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
 const ROUTE_ID = /^[A-Za-z0-9._-]{1,64}$/;
 
@@ -84,15 +84,6 @@ export function dnsLabel(value: string): string {
     `must be a DNS-1123 label (lowercase letters, digits and "-", at most 63), got ${
       JSON.stringify(value)
     }`,
-  );
-}
-
-/** `discovery.kubernetes.publish_service`: `name` or `namespace/name`, each a DNS-1123 label. */
-export function publishService(value: string): string {
-  const parts = value.split("/");
-  if (parts.length <= 2 && parts.every((part) => DNS_LABEL.test(part))) return value;
-  return reject(
-    `must be a Service name or namespace/name (DNS-1123 labels), got ${JSON.stringify(value)}`,
   );
 }
 

@@ -71,15 +71,47 @@ export interface TlsConfig extends TlsPairConfig {
 /** How the limiter behaves while Redis is unreachable. */
 export type RedisFailureMode = "open" | "closed" | "local";
 
-/** `redis:` */
+/**
+ * `redis:` exactly one of `url`, `urlEnv` (one server), `cluster` (a Redis
+ * Cluster) and `sentinel` (a master found through Sentinel) is set.
+ */
 export interface RedisConfig {
   /** Set when the URL is written in the config. */
   readonly url?: string;
   /** Set when the URL comes from an environment variable. */
   readonly urlEnv?: string;
+  readonly cluster?: RedisClusterConfig;
+  readonly sentinel?: RedisSentinelConfig;
   readonly failureMode: RedisFailureMode;
   /** A Redis command slower than this counts as a failure (failure_mode applies). */
   readonly timeoutMs: number;
+}
+
+/** A Redis node or Sentinel as written (`redis://host:port`; `rediss://` is `tls`). */
+export interface RedisNodeConfig {
+  readonly host: string;
+  readonly port: number;
+  readonly tls: boolean;
+}
+
+/** `redis.cluster:` some nodes of the cluster (the client discovers the rest). */
+export interface RedisClusterConfig {
+  /** All with the same `tls`. */
+  readonly nodes: readonly RedisNodeConfig[];
+  /** The environment variable holding the nodes' password (`requirepass`/`masterauth`). */
+  readonly passwordEnv?: string;
+}
+
+/** `redis.sentinel:` the Sentinels and the master group they monitor. */
+export interface RedisSentinelConfig {
+  /** All with the same `tls`, which also applies to the master. */
+  readonly sentinels: readonly RedisNodeConfig[];
+  /** The master group name (`sentinel monitor <name> ...`). */
+  readonly name: string;
+  /** The environment variable holding the master's (and replicas') password. */
+  readonly passwordEnv?: string;
+  /** The environment variable holding the Sentinels' own password, if they have one. */
+  readonly sentinelPasswordEnv?: string;
 }
 
 /** `auth:` */

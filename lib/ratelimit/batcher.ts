@@ -40,12 +40,12 @@ export interface BatcherOptions<In, Out> {
    * for its answer, fails with `errors.timeout()`.
    */
   readonly timeoutMs: number;
-  /** The errors the Batcher itself fails items with. */
+  /** The errors the Batcher itself fails items with; given the items' partition. */
   readonly errors: {
     /** No answer within `timeoutMs`. */
-    timeout(): Error;
+    timeout(partition: string): Error;
     /** `maxQueued` items are waiting already. */
-    overflow(): Error;
+    overflow(partition: string): Error;
     /** The Batcher is closed. */
     closed(): Error;
   };
@@ -137,9 +137,9 @@ const REAL_TIMERS: BatcherTimers = {
 
 /**
  * Sends submitted items in batches, per partition. Items of different
- * partitions never share a batch (on Redis Cluster a multi-key script must
- * keep to one hash slot, so there a partition is a slot); with a single
- * server, everything is one partition.
+ * partitions never share a batch (on Redis Cluster a partition is the node
+ * that owns the items' slots, and each batch goes to that one node); with a
+ * single server, everything is one partition.
  *
  * Waiting is bounded twice: an item waits at most `timeoutMs` for a free
  * slot (then it fails and is never sent), and a batch waits at most
@@ -219,7 +219,9 @@ export class Batcher<In, Out> {
    */
   submit(partition: string, item: In): Promise<Out> {
     if (this.#closed) return Promise.reject(this.#errors.closed());
-    if (this.#queued >= this.#maxQueued) return Promise.reject(this.#errors.overflow());
+    if (this.#queued >= this.#maxQueued) {
+      return Promise.reject(this.#errors.overflow(partition));
+    }
     let group = this.#partitions.get(partition);
     if (group === undefined) {
       group = new Partition(partition);
@@ -392,12 +394,21 @@ export class Batcher<In, Out> {
   #expire(): void {
     this.#timer = undefined;
     const now = this.#timers.now();
-    let error: Error | undefined;
+    // One error per partition (they may name where the answer did not come from).
+    const errors = new Map<Partition<In, Out>, Error>();
+    const timeout = (partition: Partition<In, Out>) => {
+      let error = errors.get(partition);
+      if (error === undefined) {
+        error = this.#errors.timeout(partition.key);
+        errors.set(partition, error);
+      }
+      return error;
+    };
     for (let batch = this.#flying.peek(); batch !== undefined; batch = this.#flying.peek()) {
       if (batch.open) {
         if (batch.deadline > now) break;
         // Its answer, if one comes, is ignored; its slot stays taken until then.
-        this.#fail(batch, error ??= this.#errors.timeout());
+        this.#fail(batch, timeout(batch.partition));
       }
       this.#flying.shift();
     }
@@ -409,7 +420,7 @@ export class Batcher<In, Out> {
         if (entry.partition.queue.peek() === entry) entry.partition.queue.shift();
         entry.state = DONE;
         this.#queued--;
-        entry.reject(error ??= this.#errors.timeout());
+        entry.reject(timeout(entry.partition));
         this.#forgetIfIdle(entry.partition);
       }
       this.#waiting.shift();

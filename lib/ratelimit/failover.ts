@@ -13,8 +13,26 @@ const EFFECT: Record<RedisFailureMode, string> = {
   local: "each instance limits on its own until Redis is back (failure_mode: local)",
 };
 
+/** The same for one node of a cluster: only the buckets in its slots are affected. */
+const NODE_EFFECT: Record<RedisFailureMode, string> = {
+  open: "rate limits of the buckets in its slots are not enforced until the node or its " +
+    "replica answers (failure_mode: open)",
+  closed: "requests for the buckets in its slots answer 503 until the node or its replica " +
+    "answers (failure_mode: closed)",
+  local: "each instance limits the buckets in its slots on its own until the node or its " +
+    "replica answers (failure_mode: local)",
+};
+
 /** While an outage lasts, one reminder line at most this often (default). */
 const REMINDER_INTERVAL_MS = 60_000;
+
+/** One outage: of the whole Redis (scope ""), or of one node of a cluster. */
+interface Outage {
+  readonly since: number;
+  lastLine: number;
+  /** Checks failed since the last outage line. */
+  failed: number;
+}
 
 /**
  * Puts Redis's failure mode around the Redis limiter: `open` admits,
@@ -24,6 +42,10 @@ const REMINDER_INTERVAL_MS = 60_000;
  * (`redis_still_unavailable`, with the number of failed checks) and once
  * when it ends (`redis_recovered`); every failed command is counted in a
  * metric. Never one line per request.
+ *
+ * On a Redis Cluster (`byNode`) each node has its own outage: while one
+ * master fails over, checks on the other nodes keep succeeding, and that
+ * must neither end the node's outage nor start a new one per request.
  */
 export class FailoverLimiter {
   readonly #primary: Limiter;
@@ -32,13 +54,11 @@ export class FailoverLimiter {
   readonly #logger: Logger;
   readonly #metrics: Metrics;
   readonly #address?: string;
+  readonly #byNode: boolean;
   readonly #now: () => number;
   readonly #reminderMs: number;
-  #down = false;
-  #downSince = 0;
-  #lastLine = 0;
-  /** Checks failed since the last outage line. */
-  #failed = 0;
+  /** Outages now, by scope: "" for Redis as a whole, a node's host:port on a cluster. */
+  readonly #outages = new Map<string, Outage>();
 
   constructor(options: {
     primary: Limiter;
@@ -46,8 +66,10 @@ export class FailoverLimiter {
     mode: RedisFailureMode;
     logger: Logger;
     metrics: Metrics;
-    /** `host:port` of the Redis, for the log lines (never the URL: it may hold the password). */
+    /** Where Redis is, for the log lines (never the URL: it may hold the password). */
     address?: string;
+    /** Outages per node (a cluster): see the class description. */
+    byNode?: boolean;
     /** Clock in milliseconds (default performance.now). */
     now?: () => number;
     /** Default 60 s. */
@@ -59,6 +81,7 @@ export class FailoverLimiter {
     this.#logger = options.logger;
     this.#metrics = options.metrics;
     this.#address = options.address;
+    this.#byNode = options.byNode ?? false;
     this.#now = options.now ?? (() => performance.now());
     this.#reminderMs = options.reminderIntervalMs ?? REMINDER_INTERVAL_MS;
   }
@@ -73,12 +96,16 @@ export class FailoverLimiter {
     try {
       const decision = await this.#primary.check(request);
       this.#metrics.redisDuration.observe({}, (performance.now() - started) / 1000);
-      this.reportAvailable();
+      if (this.#outages.size > 0) this.reportAvailable();
       return decision;
     } catch (error) {
       this.#metrics.redisErrors.inc();
-      this.#failed++;
-      this.reportUnavailable(error instanceof Error ? error.message : String(error));
+      const node = (error as { node?: unknown } | null)?.node;
+      if (typeof node === "string") this.#metrics.redisNodeErrors.inc({ node });
+      this.#unavailable(
+        error instanceof Error ? error.message : String(error),
+        { node: typeof node === "string" ? node : undefined, check: true },
+      );
       if (this.#mode === "open") return "admit";
       if (this.#mode === "closed") return "refuse";
       return this.#fallback.check(request);
@@ -87,46 +114,77 @@ export class FailoverLimiter {
 
   /**
    * Redis cannot be used, for `reason` (plain words, no secret): logs the
-   * start of an outage, or a reminder when the last line is old enough.
+   * start of an outage, or a reminder when the last line is old enough. On
+   * a cluster, `node` names the node that failed (host:port); without it,
+   * the cluster as a whole.
    */
-  reportUnavailable(reason: string): void {
+  reportUnavailable(reason: string, node?: string): void {
+    this.#unavailable(reason, { node, check: false });
+  }
+
+  #unavailable(reason: string, { node, check }: { node?: string; check: boolean }): void {
+    const scope = this.#scope(node);
     const now = this.#now();
-    const where = this.#address !== undefined ? { address: this.#address } : {};
-    if (!this.#down) {
-      this.#down = true;
-      this.#downSince = now;
-      this.#lastLine = now;
-      this.#failed = 0;
+    const where = this.#where(scope);
+    let outage = this.#outages.get(scope);
+    if (outage === undefined) {
+      // The check that starts an outage is told of by its first line.
+      outage = { since: now, lastLine: now, failed: 0 };
+      this.#outages.set(scope, outage);
+      const subject = scope === ""
+        ? `Redis${this.#address ? ` at ${this.#address}` : ""}`
+        : `Redis node ${scope}${this.#address ? ` of ${this.#address}` : ""}`;
       this.#logger.warn("redis_unavailable", {
         ...where,
         reason,
         failure_mode: this.#mode,
-        message: `Redis${this.#address ? ` at ${this.#address}` : ""} is unavailable (${reason}): ${
-          EFFECT[this.#mode]
+        message: `${subject} is unavailable (${reason}): ${
+          (scope === "" ? EFFECT : NODE_EFFECT)[this.#mode]
         }`,
       });
       return;
     }
-    if (now - this.#lastLine < this.#reminderMs || this.#failed === 0) return;
-    this.#lastLine = now;
+    if (check) outage.failed++;
+    if (now - outage.lastLine < this.#reminderMs || outage.failed === 0) return;
+    outage.lastLine = now;
     this.#logger.warn("redis_still_unavailable", {
       ...where,
       reason,
       failure_mode: this.#mode,
-      failed_checks: this.#failed,
-      down_seconds: Math.round((now - this.#downSince) / 1000),
+      failed_checks: outage.failed,
+      down_seconds: Math.round((now - outage.since) / 1000),
     });
-    this.#failed = 0;
+    outage.failed = 0;
   }
 
-  /** Redis works (a check passed, or the connection is ready again): logs the end of an outage. */
-  reportAvailable(): void {
-    if (!this.#down) return;
-    this.#down = false;
+  /**
+   * Redis works (a check passed, or the connection is ready again): logs the
+   * end of an outage. On a cluster, `node` names the node that answered
+   * again, or that serves no slot any more (`how`: "gone"); without it, the
+   * cluster as a whole.
+   */
+  reportAvailable(node?: string, how: "answered" | "gone" = "answered"): void {
+    const scope = this.#scope(node);
+    const outage = this.#outages.get(scope);
+    if (outage === undefined) return;
+    this.#outages.delete(scope);
     this.#logger.info("redis_recovered", {
-      ...(this.#address !== undefined ? { address: this.#address } : {}),
-      down_seconds: Math.round((this.#now() - this.#downSince) / 1000),
+      ...this.#where(scope),
+      ...(how === "gone" ? { reason: "its slots are served by other nodes now" } : {}),
+      down_seconds: Math.round((this.#now() - outage.since) / 1000),
     });
+  }
+
+  /** "" (Redis as a whole), or the node on a cluster. */
+  #scope(node: string | undefined): string {
+    return this.#byNode && node !== undefined && node !== "cluster" ? node : "";
+  }
+
+  #where(scope: string): Record<string, string> {
+    return {
+      ...(this.#address !== undefined ? { address: this.#address } : {}),
+      ...(scope !== "" ? { node: scope } : {}),
+    };
   }
 
   async close(): Promise<void> {

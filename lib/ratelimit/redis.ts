@@ -1,10 +1,15 @@
 import { createHash } from "node:crypto";
-import type { Redis } from "ioredis";
 import { Batcher } from "./batcher.ts";
+import { keySlot } from "./key_slot.ts";
 import type { Decision, Limiter, LimitRequest } from "./limiter.ts";
-
-/** The only partition while Vanguard talks to a single Redis (see `RedisLimiter.check`). */
-const SINGLE_PARTITION = "";
+import {
+  type ConnectionEvents,
+  connectRedis,
+  NodeCallError,
+  type RedisConnection,
+  type RedisTarget,
+  type ScriptCall,
+} from "./redis_connection.ts";
 
 /**
  * The sliding window log on Redis sorted sets, for a whole batch of checks
@@ -59,13 +64,6 @@ end
 return out
 `;
 
-/** The script as ioredis defines it: the number of keys comes first (numberOfKeys is left out). */
-type BatchCommand = (
-  keyCount: number,
-  keys: readonly string[],
-  args: readonly (string | number)[],
-) => Promise<(number | string)[]>;
-
 /** One check as the batch script takes it. */
 interface Check {
   /** `storageKey()` of the bucket. */
@@ -77,47 +75,38 @@ interface Check {
 
 /** Most checks in one script call (default). */
 export const DEFAULT_BATCH_SIZE = 256;
-/** Most script calls out at once (default). */
+/** Most script calls out at once (default), per node on a cluster. */
 export const DEFAULT_BATCHES_IN_FLIGHT = 2;
 /** Most checks waiting for a free call (default); beyond it a check fails at once. */
 export const DEFAULT_MAX_QUEUED = 2048;
 
-/** Redis connection settings. */
-export interface RedisLimiterOptions {
-  readonly url: string;
+/**
+ * Redis connection settings: where it is (a URL, a cluster or a Sentinel
+ * group, see {@linkcode RedisTarget}) and how long a check may take.
+ */
+export type RedisLimiterOptions = RedisTarget & ConnectionEvents & {
   /** A command slower than this fails (and the caller's failure mode applies). */
   readonly timeoutMs: number;
-  /**
-   * Called on connection state changes, for logging; with "error" (called
-   * on every failed reconnect attempt) comes the reason in plain words.
-   */
-  readonly onState?: (state: "ready" | "error", reason?: string) => void;
   /** Batching bounds; the defaults are `DEFAULT_BATCH_SIZE` and its neighbours. */
   readonly batch?: {
     readonly maxSize?: number;
     readonly maxInFlight?: number;
     readonly maxQueued?: number;
   };
-}
+};
 
 /** A failed limiter command; its message is the reason in plain words (see `describeRedisError`). */
 export class RedisUnavailableError extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
+  /**
+   * The node it failed on (host:port, a bounded set, see
+   * `RedisConnection.node`); on a cluster its slots are the ones affected.
+   */
+  readonly node?: string;
+
+  constructor(message: string, options?: { cause?: unknown; node?: string }) {
     super(message, options);
     this.name = "RedisUnavailableError";
-  }
-}
-
-/**
- * `host:port` of a Redis URL, for logs: never the user, password or
- * database. The URL itself must not be logged: it may carry the password.
- */
-export function redisAddress(url: string): string {
-  try {
-    const parsed = new URL(url);
-    return `${parsed.hostname || "127.0.0.1"}:${parsed.port || "6379"}`;
-  } catch {
-    return "an unparsable Redis URL";
+    this.node = options?.node;
   }
 }
 
@@ -129,7 +118,7 @@ export function redisAddress(url: string): string {
 export function describeRedisError(error: unknown, timeoutMs: number): string {
   const message = error instanceof Error ? error.message : String(error);
   const code = (error as { code?: unknown } | null)?.code;
-  if (/stream isn't writeable|connection is closed|enableOfflineQueue/i.test(message)) {
+  if (/stream isn't writeable|connection is closed|enableOfflineQueue|isn't ready/i.test(message)) {
     return "not connected (reconnecting in the background)";
   }
   if (/command timed out/i.test(message)) {
@@ -152,6 +141,12 @@ export function describeRedisError(error: unknown, timeoutMs: number): string {
   if (/^(WRONGPASS|NOAUTH|NOPERM)\b/.test(message)) {
     return `authentication failed: ${firstLine(message)}`;
   }
+  if (/^CLUSTERDOWN\b/.test(message)) {
+    return `the cluster cannot serve the slot: ${firstLine(message)}`;
+  }
+  if (/all sentinels are unreachable/i.test(message)) {
+    return "no Sentinel answered (asking them again in the background)";
+  }
   return firstLine(message);
 }
 
@@ -165,14 +160,18 @@ function firstLine(message: string): string {
  * Checks are batched: those that arrive in one event-loop turn, or while
  * earlier batches are out, go as one script call (see
  * `SLIDING_WINDOW_LOG_BATCH`), which costs the gateway one command instead
- * of one per request.
+ * of one per request. On a Redis Cluster the batches are per node (the one
+ * that owns the checks' slots), and a node's batch is one script call per
+ * slot in it, all sent to the node in one round trip (a script's keys must
+ * share a slot).
  */
 export class RedisLimiter implements Limiter {
-  /** `host:port` of the server, for logs. */
+  /** Where Redis is, for logs (host:port; never the password). */
   readonly address: string;
-  readonly #redis: Redis & { slidingWindowLogBatch: BatchCommand };
+  /** Whether Redis is a cluster (outages and metrics are then per node). */
+  readonly clustered: boolean;
+  readonly #connection: RedisConnection;
   readonly #timeoutMs: number;
-  readonly #settled: Promise<void>;
   readonly #batcher: Batcher<Check, Decision>;
   // Members must be unique even for two requests in one microsecond on two
   // instances (and within one batch, which shares one TIME): a random
@@ -180,14 +179,20 @@ export class RedisLimiter implements Limiter {
   readonly #instance = crypto.randomUUID().slice(0, 8);
   #counter = 0;
 
-  private constructor(redis: Redis, options: RedisLimiterOptions, settled: Promise<void>) {
-    this.#redis = redis as Redis & { slidingWindowLogBatch: BatchCommand };
-    this.address = redisAddress(options.url);
+  private constructor(connection: RedisConnection, options: RedisLimiterOptions) {
+    this.#connection = connection;
+    this.address = connection.address;
+    this.clustered = connection.clustered;
     this.#timeoutMs = options.timeoutMs;
-    this.#settled = settled;
     const timeoutMs = options.timeoutMs;
+    // Errors of the batcher's own (no free call, no answer in time) name the
+    // partition's node, which then counts as failing (see RedisConnection.failed).
+    const fail = (partition: string, message: string) => {
+      connection.failed(partition, message);
+      return new RedisUnavailableError(message, { node: connection.node(partition) });
+    };
     this.#batcher = new Batcher<Check, Decision>({
-      send: (_partition, checks) => this.#send(checks),
+      send: (partition, checks) => this.#send(partition, checks),
       maxBatch: options.batch?.maxSize ?? DEFAULT_BATCH_SIZE,
       maxInFlight: options.batch?.maxInFlight ?? DEFAULT_BATCHES_IN_FLIGHT,
       maxQueued: options.batch?.maxQueued ?? DEFAULT_MAX_QUEUED,
@@ -196,10 +201,11 @@ export class RedisLimiter implements Limiter {
       // or went unanswered fail with it at once.
       timeoutMs,
       errors: {
-        timeout: () =>
-          new RedisUnavailableError(`no answer within ${timeoutMs} ms (redis.timeout_ms)`),
-        overflow: () =>
-          new RedisUnavailableError(
+        timeout: (partition) =>
+          fail(partition, `no answer within ${timeoutMs} ms (redis.timeout_ms)`),
+        overflow: (partition) =>
+          fail(
+            partition,
             `too slow: ${
               options.batch?.maxQueued ?? DEFAULT_MAX_QUEUED
             } checks are already waiting`,
@@ -209,41 +215,14 @@ export class RedisLimiter implements Limiter {
     });
   }
 
-  /**
-   * Creates the client; connecting continues in the background. ioredis is
-   * loaded only here, so a gateway without Redis never imports it (its
-   * `debug` dependency reads the whole environment at import).
-   */
+  /** Creates the client; connecting continues in the background. */
   static async create(options: RedisLimiterOptions): Promise<RedisLimiter> {
-    const { Redis } = await import("ioredis");
-    const redis = new Redis(options.url, {
-      // Bounds every script call; the batcher bounds the wait before it.
-      commandTimeout: options.timeoutMs,
-      connectTimeout: Math.max(1000, options.timeoutMs),
-      // Fail at once while disconnected instead of queueing: a queued
-      // request would wait for Redis, and the gateway never waits on Redis.
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 0,
-      // The batcher already makes one command of what arrives together.
-      enableAutoPipelining: false,
-      retryStrategy: (attempt: number) => Math.min(50 * 2 ** attempt, 2000),
-      lazyConnect: false,
+    const connection = await connectRedis(options, {
+      ...options,
+      lua: SLIDING_WINDOW_LOG_BATCH,
+      describe: (error) => describeRedisError(error, options.timeoutMs),
     });
-    // defineCommand sends EVALSHA and falls back to EVAL on NOSCRIPT (after
-    // a restart or SCRIPT FLUSH). Without numberOfKeys, each call gives its
-    // own key count first.
-    redis.defineCommand("slidingWindowLogBatch", { lua: SLIDING_WINDOW_LOG_BATCH });
-    let settle!: () => void;
-    const settled = new Promise<void>((resolve) => settle = resolve);
-    redis.on("ready", () => {
-      settle();
-      options.onState?.("ready");
-    });
-    redis.on("error", (error: Error) => {
-      settle();
-      options.onState?.("error", describeRedisError(error, options.timeoutMs));
-    });
-    return new RedisLimiter(redis, options, settled);
+    return new RedisLimiter(connection, options);
   }
 
   /**
@@ -255,7 +234,7 @@ export class RedisLimiter implements Limiter {
   async firstAttempt(maxMs: number): Promise<void> {
     let timer: ReturnType<typeof setTimeout> | undefined;
     const expired = new Promise<void>((resolve) => timer = setTimeout(resolve, maxMs));
-    await Promise.race([this.#settled, expired]);
+    await Promise.race([this.#connection.settled, expired]);
     clearTimeout(timer);
   }
 
@@ -270,11 +249,9 @@ export class RedisLimiter implements Limiter {
     const member = `${this.#instance}:${this.#counter++}`;
     const stored = storageKey(key);
     // One partition for a single Redis: any keys may share a script call.
-    // On Redis Cluster a multi-key script must keep all its keys in one hash
-    // slot (CROSSSLOT otherwise), so there the partition will be the key's
-    // slot (storageKey() puts the bucket in a hash tag) and each batch goes
-    // to the node that owns it.
-    return this.#batcher.submit(SINGLE_PARTITION, {
+    // On a cluster, the node that owns the key's slot (storageKey() puts the
+    // bucket in a hash tag): each batch goes to one node.
+    return this.#batcher.submit(this.#connection.partition(stored), {
       key: stored,
       windowUs: windowMs * 1000,
       limit,
@@ -282,30 +259,51 @@ export class RedisLimiter implements Limiter {
     });
   }
 
-  /** One script call for a batch; a failure fails every check in it. */
-  async #send(checks: readonly Check[]): Promise<(Decision | Error)[]> {
-    const count = checks.length;
-    const keys = new Array<string>(count);
-    const args = new Array<string | number>(count * 3);
-    for (let i = 0; i < count; i++) {
-      const check = checks[i];
-      keys[i] = check.key;
-      args[i * 3] = check.windowUs;
-      args[i * 3 + 1] = check.limit;
-      args[i * 3 + 2] = check.member;
-    }
-    let reply: (number | string)[];
+  /** Script calls for a batch: one, or on a cluster one per slot; a failed call fails its checks. */
+  async #send(partition: string, checks: readonly Check[]): Promise<(Decision | Error)[]> {
+    const groups = this.clustered ? bySlot(checks) : [checks];
+    const calls = groups.map(scriptCall);
+    let replies: (unknown[] | NodeCallError)[];
     try {
-      reply = await this.#redis.slidingWindowLogBatch(count, keys, args);
+      replies = await this.#connection.run(partition, calls);
     } catch (error) {
-      throw new RedisUnavailableError(describeRedisError(error, this.#timeoutMs), {
-        cause: error,
-      });
+      throw this.#unavailable(partition, error);
     }
+    if (groups.length === 1) {
+      const reply = replies[0];
+      if (reply instanceof Error) throw this.#unavailable(partition, reply);
+      return this.#decisions(partition, checks, reply);
+    }
+    // Answers in the order the checks came, whatever slot each went with.
+    const answers = new Map<Check, Decision | Error>();
+    groups.forEach((group, i) => {
+      const reply = replies[i];
+      let decisions: (Decision | Error)[];
+      if (reply instanceof Error) {
+        const error = this.#unavailable(partition, reply);
+        decisions = group.map(() => error);
+      } else {
+        decisions = this.#decisions(partition, group, reply);
+      }
+      group.forEach((check, j) => answers.set(check, decisions[j]));
+    });
+    return checks.map((check) => answers.get(check)!);
+  }
+
+  #unavailable(partition: string, error: unknown): RedisUnavailableError {
+    const node = error instanceof NodeCallError ? error.node : this.#connection.node(partition);
+    const cause = error instanceof NodeCallError ? error.cause : error;
+    return new RedisUnavailableError(describeRedisError(cause, this.#timeoutMs), { cause, node });
+  }
+
+  /** The decisions of one script call's reply; a malformed reply fails them all. */
+  #decisions(partition: string, checks: readonly Check[], reply: unknown[]): (Decision | Error)[] {
+    const count = checks.length;
     if (!Array.isArray(reply) || reply.length !== count * 3) {
       throw new RedisUnavailableError(
         `the rate-limit script answered ${Array.isArray(reply) ? reply.length : typeof reply} ` +
           `values for ${count} checks`,
+        { node: this.#connection.node(partition) },
       );
     }
     const decisions = new Array<Decision | Error>(count);
@@ -315,6 +313,7 @@ export class RedisLimiter implements Limiter {
       if (allowed === -1) {
         decisions[i] = new RedisUnavailableError(
           describeRedisError(String(counted), this.#timeoutMs),
+          { node: this.#connection.node(partition) },
         );
         continue;
       }
@@ -327,16 +326,44 @@ export class RedisLimiter implements Limiter {
     return decisions;
   }
 
-  /** Whether the connection is up now. */
+  /** Whether the connection is up now (on a cluster: the cluster as a whole). */
   get connected(): boolean {
-    return this.#redis.status === "ready";
+    return this.#connection.connected;
   }
 
   async close(): Promise<void> {
     this.#batcher.close();
-    this.#redis.disconnect();
+    this.#connection.close();
     await new Promise((resolve) => setTimeout(resolve, 0));
   }
+}
+
+/** The script call of checks that share a slot (or a single Redis). */
+function scriptCall(checks: readonly Check[]): ScriptCall {
+  const count = checks.length;
+  const keys = new Array<string>(count);
+  const args = new Array<string | number>(count * 3);
+  for (let i = 0; i < count; i++) {
+    const check = checks[i];
+    keys[i] = check.key;
+    args[i * 3] = check.windowUs;
+    args[i * 3 + 1] = check.limit;
+    args[i * 3 + 2] = check.member;
+  }
+  return { keys, args };
+}
+
+/** Checks grouped by hash slot, each group in arrival order (a script's keys must share a slot). */
+function bySlot(checks: readonly Check[]): Check[][] {
+  if (checks.length === 1) return [[checks[0]]];
+  const groups = new Map<number, Check[]>();
+  for (const check of checks) {
+    const slot = keySlot(check.key);
+    const group = groups.get(slot);
+    if (group === undefined) groups.set(slot, [check]);
+    else group.push(check);
+  }
+  return [...groups.values()];
 }
 
 /**

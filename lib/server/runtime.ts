@@ -30,9 +30,8 @@ import type { ServiceConcurrency } from "../proxy/in_flight.ts";
 import { proxy } from "../proxy/proxy.ts";
 import { settingsLookup } from "../proxy/settings.ts";
 import type { UpstreamClient } from "../proxy/upstream_client.ts";
-import { FailoverLimiter } from "../ratelimit/failover.ts";
 import { MemoryLimiter } from "../ratelimit/memory.ts";
-import { redisAddress, RedisLimiter } from "../ratelimit/redis.ts";
+import { buildRedisLimiter } from "../ratelimit/redis_backend.ts";
 import type { RouteEntry } from "../routing/table.ts";
 import type { SwitchRuntime } from "../snapshot/switch.ts";
 import { tracing } from "../tracing/trace.ts";
@@ -307,42 +306,6 @@ async function buildLimiter(
     maxBytes: config.server.memoryLimiterMaxBytes,
     metrics: deps.metrics,
   });
-  const redis = config.redis;
-  if (redis === undefined) return local;
-  const url = redis.url ?? deps.env(redis.urlEnv!) ?? "";
-  // Logged as host:port only: the URL may carry the password.
-  const address = redisAddress(url);
-  let connectedOnce = false;
-  // Connection events may come before the failover limiter exists.
-  let failover: FailoverLimiter | undefined = undefined;
-  let earlyFailure: string | undefined;
-  const primary = await RedisLimiter.create({
-    url,
-    timeoutMs: redis.timeoutMs,
-    onState(state, reason) {
-      if (state === "ready") {
-        deps.logger.info("redis_connected", { address, reconnect: connectedOnce });
-        connectedOnce = true;
-        failover?.reportAvailable();
-      } else if (failover !== undefined) {
-        failover.reportUnavailable(reason ?? "connection failed");
-      } else {
-        earlyFailure ??= reason;
-      }
-    },
-  });
-  failover = new FailoverLimiter({
-    primary,
-    fallback: local,
-    mode: redis.failureMode,
-    logger: deps.logger,
-    metrics: deps.metrics,
-    address,
-  });
-  if (earlyFailure !== undefined) failover.reportUnavailable(earlyFailure);
-  // A short, bounded wait: a Redis that refuses is reported before
-  // gateway_started (not at the first request), and a reachable one is ready
-  // for the first request. The gateway starts either way: failure_mode applies.
-  await primary.firstAttempt(Math.max(1000, redis.timeoutMs) + 250);
-  return failover;
+  if (config.redis === undefined) return local;
+  return await buildRedisLimiter(config.redis, { ...deps, fallback: local });
 }

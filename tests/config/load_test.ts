@@ -157,7 +157,7 @@ Deno.test("parseConfig() reports every problem with its line, column and field p
   assert.deepEqual(problems(text), [
     `conf/gw.yaml:2:3: server.prot: unknown key "prot" (expected one of: port, host, admin_port, admin_host, trusted_proxies, max_body_bytes, upstream_timeout_ms, shutdown_grace_seconds, request_head_timeout_ms, idle_timeout_ms, max_connections, upstream_body_timeout_ms, retry_buffer_bytes, memory_limiter_max_bytes, tls, http_redirect_port, workers, access_log, access_log_sample)`,
     "conf/gw.yaml:4:19: server.max_body_bytes: must be at least 0, got -1",
-    "conf/gw.yaml:6:3: redis: needs one of: url, url_env",
+    "conf/gw.yaml:6:3: redis: needs one of: url, url_env, cluster, sentinel",
     'conf/gw.yaml:6:17: redis.failure_mode: must be one of open, closed, local, got "sometimes"',
     "conf/gw.yaml:8:5: routes[0]: needs exactly one of path_prefix, path_exact, path_regex",
     'conf/gw.yaml:12:20: routes[1].auth_required: must be a boolean (true or false), got string "yes"',
@@ -408,7 +408,7 @@ Deno.test("parseConfig() rejects unsafe or contradictory auth settings", () => {
       ...ROUTE,
     )),
     [
-      "conf/gw.yaml:3:3: redis.url_env: cannot be combined with url (set only one of: url, url_env)",
+      "conf/gw.yaml:3:3: redis.url_env: cannot be combined with url (set only one of: url, url_env, cluster, sentinel)",
       'conf/gw.yaml:6:13: auth.api_key.header: must be a valid HTTP header name, got "API Key"',
       "conf/gw.yaml:8:26: auth.api_key.keys[0].sha256: must be 64 hexadecimal digits (the SHA-256 of the key)",
       'conf/gw.yaml:9:15: auth.api_key.keys[1].id: duplicate id "a" (already used by auth.api_key.keys[0])',

@@ -9,7 +9,8 @@ import { memoryLogger } from "../../lib/log/logger.ts";
 import { FailoverLimiter } from "../../lib/ratelimit/failover.ts";
 import type { Limiter } from "../../lib/ratelimit/limiter.ts";
 import { MemoryLimiter } from "../../lib/ratelimit/memory.ts";
-import { describeRedisError, redisAddress } from "../../lib/ratelimit/redis.ts";
+import { describeRedisError } from "../../lib/ratelimit/redis.ts";
+import { redisAddress } from "../../lib/ratelimit/redis_connection.ts";
 import { closedPort, startTestGateway, startUpstream } from "../helpers.ts";
 
 const PASSWORD = "s3cret-redis-pass";
