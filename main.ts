@@ -1,48 +1,96 @@
 /**
- * Vanguard's command line: `start` (the default), `validate [PATH]`, `demo`.
- * The only place that wires real dependencies together.
+ * Vanguard's command line: `start` (the default), `validate [FILE]`, `demo`, `apikey ID`; each
+ * with `--help`. The only place that wires real dependencies together.
  */
+import { dirname } from "node:path";
+import { fileURLToPath } from "node:url";
 import { newApiKey, sha256Hex } from "./lib/auth/api_keys.ts";
-import { formatProblem, loadConfigFile } from "./lib/config/load.ts";
-import type { ConfigProblem } from "./lib/config/types.ts";
+import { parseArgs } from "./lib/cli/args.ts";
+import { readPermissionHint } from "./lib/cli/read_hint.ts";
+import { usage } from "./lib/cli/usage.ts";
+import { formatProblem, loadConfigFile, type LoadResult } from "./lib/config/load.ts";
+import type { Config, ConfigProblem } from "./lib/config/types.ts";
 import { runDemo } from "./lib/demo/demo.ts";
-import { jsonLogger } from "./lib/log/logger.ts";
+import { createLogger, type Logger, resolveLogFormat } from "./lib/log/logger.ts";
 import { startGateway } from "./lib/server/gateway.ts";
 import { startConfigReloader } from "./lib/server/reloader.ts";
 import { untilSignal } from "./lib/server/signals.ts";
 
-const USAGE = `Usage:
-  main.ts [start] [--config PATH]   run the gateway (default config: ./config.yaml)
-  main.ts validate [PATH]           check a config file and exit
-  main.ts demo                      run two sample services behind the gateway
-  main.ts apikey ID                 print a new API key and its config entry`;
-
-const logger = jsonLogger();
+const PROJECT_DIR = dirname(fileURLToPath(import.meta.url));
 
 async function main(args: string[]): Promise<number> {
-  const command = args[0] && !args[0].startsWith("-") ? args[0] : "start";
-  const rest = command === args[0] ? args.slice(1) : args;
-  if (rest.includes("--help") || rest.includes("-h") || command === "help") {
-    console.log(USAGE);
-    return 0;
-  }
-  switch (command) {
-    case "validate":
-      return await validate(rest[0] ?? "config.yaml");
-    case "start":
-      return await start(rest);
-    case "demo":
-      return await runDemo(logger);
-    case "apikey":
-      return apikey(rest[0]);
-    default:
-      console.error(`Unknown command "${command}"\n${USAGE}`);
+  const invocation = parseArgs(args, { isFile });
+  switch (invocation.kind) {
+    case "help":
+      console.log(usage(invocation.command));
+      return 0;
+    case "error": {
+      const help = invocation.command === undefined
+        ? `\n\n${usage()}`
+        : `\n\nRun deno task ${invocation.command} --help for its usage.`;
+      console.error(invocation.message + help);
       return 2;
+    }
+    case "validate":
+      return await validate(invocation.config);
+    case "start":
+      return await start(invocation.config);
+    case "demo":
+      return await withLogger("auto", (logger) => runDemo(logger));
+    case "apikey":
+      return apikey(invocation.id);
+  }
+}
+
+/** Whether `path` is an existing file, asked only where this process may read (no prompt). */
+function isFile(path: string): boolean {
+  try {
+    if (Deno.permissions.querySync({ name: "read", path }).state !== "granted") return false;
+    return Deno.statSync(path).isFile;
+  } catch {
+    return false;
+  }
+}
+
+/** Runs `body` with the logger of `format`, flushed at the end. */
+async function withLogger(
+  format: Parameters<typeof resolveLogFormat>[0],
+  body: (logger: Logger) => Promise<number>,
+): Promise<number> {
+  const logger = createLogger(resolveLogFormat(format));
+  try {
+    return await body(logger);
+  } finally {
+    logger.flush();
   }
 }
 
 function printProblems(problems: readonly ConfigProblem[], stream: (line: string) => void) {
   for (const problem of problems) stream(formatProblem(problem));
+}
+
+/** Warnings in the same words in `validate` and at start: `FILE:LINE:COLUMN: field: warning: ...`. */
+function printWarnings(result: LoadResult): void {
+  printProblems(
+    result.warnings.map((w) => ({ ...w, message: `warning: ${w.message}` })),
+    console.error,
+  );
+}
+
+/** What to run instead when the config lies outside what this task may read. */
+function printReadHint(task: "start" | "validate", configPath: string): void {
+  let denoJson: string | undefined;
+  try {
+    denoJson = Deno.readTextFileSync(`${PROJECT_DIR}/deno.json`);
+  } catch { /* a compiled binary has none: the hint says it in general words */ }
+  const hint = readPermissionHint({
+    task,
+    configPath,
+    denoJson,
+    projectDir: PROJECT_DIR,
+    cwd: Deno.cwd(),
+  });
+  if (hint !== undefined) console.error(`\n${hint}`);
 }
 
 function apikey(id: string | undefined): number {
@@ -63,41 +111,49 @@ Add this to auth.api_key.keys in config.yaml:
 }
 
 async function validate(path: string): Promise<number> {
-  const result = await loadConfigFile(path);
-  printProblems(
-    result.warnings.map((w) => ({ ...w, message: `warning: ${w.message}` })),
-    console.error,
-  );
+  // Checked where it is written, maybe far from the gateway's environment: a variable that is
+  // not set here is said, not fatal (start refuses it).
+  const result = await loadConfigFile(path, { unsetEnvIsWarning: true });
+  printWarnings(result);
   if (!result.ok) {
     printProblems(result.problems, console.log);
+    printReadHint("validate", path);
     return 1;
   }
   console.log("config OK");
   return 0;
 }
 
-async function start(args: string[]): Promise<number> {
-  let path = "config.yaml";
-  for (let i = 0; i < args.length; i++) {
-    if (args[i] === "--config" && args[i + 1] !== undefined) path = args[++i];
-    else if (args[i].startsWith("--config=")) path = args[i].slice("--config=".length);
-    else {
-      console.error(`Unknown argument "${args[i]}"\n${USAGE}`);
-      return 2;
-    }
-  }
+async function start(path: string): Promise<number> {
   const result = await loadConfigFile(path);
-  for (const warning of result.warnings) {
-    logger.warn("config_warning", { problem: formatProblem(warning) });
-  }
-  if (!result.ok) {
-    printProblems(result.problems, console.error);
-    logger.error("config_invalid", { file: path, problems: result.problems.length });
-    return 1;
-  }
+  const format = resolveLogFormat(result.ok ? result.config.log.format : "auto");
+  return await withLogger(format, async (logger) => {
+    // A person at a terminal reads the warnings as validate prints them; a log collector gets
+    // them as records.
+    if (format === "text") printWarnings(result);
+    else {
+      for (const warning of result.warnings) {
+        logger.warn("config_warning", { problem: formatProblem(warning) });
+      }
+    }
+    if (!result.ok) {
+      printProblems(result.problems, console.error);
+      printReadHint("start", path);
+      logger.error("config_invalid", { file: path, problems: result.problems.length });
+      return 1;
+    }
+    return await serve(result.config, path, logger);
+  });
+}
+
+async function serve(
+  config: Config,
+  path: string,
+  logger: Logger,
+): Promise<number> {
   let gateway;
   try {
-    gateway = await startGateway({ config: result.config, logger });
+    gateway = await startGateway({ config, logger });
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     logger.error("startup_failed", { message });
@@ -118,7 +174,5 @@ async function start(args: string[]): Promise<number> {
 }
 
 if (import.meta.main) {
-  const code = await main(Deno.args);
-  logger.flush();
-  Deno.exit(code);
+  Deno.exit(await main(Deno.args));
 }

@@ -25,8 +25,13 @@ async function task(...args: string[]): Promise<{ code: number; stdout: string; 
 
 /** A long-running task whose stdout lines can be awaited. */
 function spawnTask(...args: string[]) {
-  const child = new Deno.Command("deno", {
-    args: ["task", "-q", ...args],
+  return spawnProcess("deno", ["task", "-q", ...args]);
+}
+
+/** A long-running process in the project directory whose stdout lines can be awaited. */
+function spawnProcess(command: string, args: string[]) {
+  const child = new Deno.Command(command, {
+    args,
     cwd: ROOT,
     stdout: "piped",
     stderr: "piped",
@@ -101,7 +106,7 @@ Deno.test("deno task validate prints every problem as PATH:LINE:COLUMN: field: m
   const lines = result.stdout.trim().split("\n");
   assert.deepEqual(lines, [
     'tests/fixtures/broken.yaml:2:9: server.port: must be an integer, got string "8000"',
-    'tests/fixtures/broken.yaml:3:3: server.prot: unknown key "prot" (expected one of: port, host, admin_port, admin_host, trusted_proxies, max_body_bytes, upstream_timeout_ms, shutdown_grace_seconds, request_head_timeout_ms, idle_timeout_ms, max_connections, upstream_body_timeout_ms, retry_buffer_bytes, memory_limiter_max_bytes, tls, http_redirect_port, workers, access_log, access_log_sample)',
+    'tests/fixtures/broken.yaml:3:3: server.prot: unknown key "prot" (expected one of: port, host, admin_port, admin_host, admin_token_env, trusted_proxies, max_body_bytes, upstream_timeout_ms, shutdown_grace_seconds, request_head_timeout_ms, idle_timeout_ms, max_connections, upstream_body_timeout_ms, retry_buffer_bytes, memory_limiter_max_bytes, tls, http_redirect_port, workers, access_log, access_log_sample); did you mean "port"?',
     'tests/fixtures/broken.yaml:6:18: routes[0].path_prefix: must start with "/", got "users"',
     "tests/fixtures/broken.yaml:8:5: routes[1]: needs exactly one of path_prefix, path_exact, path_regex",
     "tests/fixtures/broken.yaml:11:28: routes[1].rate_limit.requests_per_period: must be at least 1, got 0",
@@ -412,5 +417,288 @@ routes:
   } finally {
     await stopTask(run);
     await upstream.close();
+  }
+});
+
+Deno.test("each task prints its own usage with --help, spelled as the user types it, and exits 0", async () => {
+  for (const name of ["start", "validate", "demo", "apikey"]) {
+    for (const flag of ["--help", "-h"]) {
+      const result = await task(name, flag);
+      assert.equal(result.code, 0, `${name} ${flag}: ${result.stderr}`);
+      assert.match(result.stdout, new RegExp(`^Usage: deno task ${name}\\b`), result.stdout);
+      assert.doesNotMatch(result.stdout, /main\.ts/);
+      assert.equal(result.stderr, "");
+    }
+  }
+  const start = await task("start", "--help");
+  assert.match(start.stdout, /^ {2}--config FILE {3}the config file to run/m);
+  const validate = await task("validate", "--help");
+  assert.match(validate.stdout, /^Usage: deno task validate \[FILE\]$/m);
+});
+
+Deno.test("the global usage lists every task", async () => {
+  const result = await task("start", "help");
+  assert.equal(result.code, 0);
+  for (
+    const line of [
+      "deno task start [--config FILE]",
+      "deno task validate [FILE]",
+      "deno task demo",
+      "deno task apikey ID",
+    ]
+  ) {
+    assert.ok(result.stdout.includes(`\n  ${line} `), `${line} in:\n${result.stdout}`);
+  }
+  assert.doesNotMatch(result.stdout, /main\.ts/);
+});
+
+Deno.test("deno task start with a file name instead of --config says what to type", async () => {
+  const bare = await task("start", "my.yaml");
+  assert.equal(bare.code, 2);
+  assert.equal(bare.stdout, "");
+  assert.match(
+    bare.stderr,
+    /^"my\.yaml" is not a command\. To run the gateway with this config:$/m,
+  );
+  assert.match(bare.stderr, /^ {2}deno task start --config my\.yaml$/m);
+  assert.match(bare.stderr, /^ {2}deno task validate my\.yaml$/m);
+  assert.doesNotMatch(bare.stderr, /Unknown command/);
+
+  // An existing file counts even without a config extension.
+  const existing = await task("start", "--config", "config.yaml", "README.md");
+  assert.equal(existing.code, 2);
+  assert.match(
+    existing.stderr,
+    /^Unknown argument "README\.md": to run the gateway with this config, write$/m,
+  );
+  assert.match(existing.stderr, /^ {2}deno task start --config README\.md$/m);
+
+  const typo = await task("start", "--conifg", "my.yaml");
+  assert.equal(typo.code, 2);
+  assert.match(typo.stderr, /^Unknown argument "--conifg"; did you mean "--config"\?$/m);
+  assert.match(typo.stderr, /deno task start --help/);
+
+  const command = await task("start", "valdiate");
+  assert.equal(command.code, 2);
+  assert.match(command.stderr, /^Unknown command "valdiate"; did you mean "validate"\?$/m);
+  assert.match(command.stderr, /^ {2}deno task validate \[FILE\] /m);
+});
+
+/** A directory outside the project (the tests may write only under tests/.tmp: sh makes it). */
+async function outsideDirectory(): Promise<{ path: string; remove(): Promise<void> }> {
+  const made = await new Deno.Command("sh", {
+    args: ["-c", 'mktemp -d "${TMPDIR:-/tmp}/vanguard cli.XXXXXX"'],
+    stdout: "piped",
+  }).output();
+  const path = new TextDecoder().decode(made.stdout).trim();
+  assert.ok(made.success && path.startsWith("/") && !path.startsWith(ROOT), path);
+  return {
+    path,
+    async remove() {
+      await new Deno.Command("sh", { args: ["-c", 'rm -rf -- "$1"', "sh", path] }).output();
+    },
+  };
+}
+
+async function writeOutside(path: string, text: string): Promise<void> {
+  const child = new Deno.Command("sh", {
+    args: ["-c", 'cat > "$1"', "sh", path],
+    stdin: "piped",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  await writer.write(new TextEncoder().encode(text));
+  await writer.close();
+  assert.ok((await child.status).success);
+}
+
+/** The task's definition from deno.json with `dir` added to its --allow-read, as words. */
+async function taskWithReadAccess(name: string, dir: string): Promise<string[]> {
+  const tasks = JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`)).tasks;
+  const words = (tasks[name] as string).split(/\s+/);
+  const at = words.findIndex((word) => word.startsWith("--allow-read="));
+  assert.ok(at > 0, `deno.json's ${name} task has --allow-read=...`);
+  words[at] = `${words[at]},${dir}`;
+  return words;
+}
+
+/** The indented command line of a read-permission hint, as sh reads it back. */
+function hintedCommand(stderr: string): string {
+  const line = stderr.split("\n").find((l) => l.startsWith("  deno run "));
+  assert.ok(line, stderr);
+  return line.trim();
+}
+
+/** How sh splits `line` into words (the test's own check that the hint's quoting is right). */
+async function shellWords(line: string): Promise<string[]> {
+  const out = await new Deno.Command("sh", {
+    args: ["-c", `printf '%s\\n' ${line}`],
+    stdout: "piped",
+  }).output();
+  return new TextDecoder().decode(out.stdout).trimEnd().split("\n");
+}
+
+Deno.test("a config outside the project directory: validate and start print the command line that reads it, and it works", async () => {
+  const dir = await outsideDirectory();
+  const port = closedPort();
+  const upstream = startUpstream(() => new Response("from outside"));
+  try {
+    const config = `${dir.path}/my config.yaml`;
+    await writeOutside(
+      config,
+      `${serverSection(port, closedPort())}
+services:
+  app: { urls: [${upstream.url}] }
+routes:
+  - { id: app, path_prefix: /, service_name: app }
+`,
+    );
+
+    const refused = await task("validate", config);
+    assert.equal(refused.code, 1);
+    assert.match(
+      refused.stdout,
+      /^\/.*my config\.yaml:1:1: cannot read the config file: permission denied/m,
+    );
+    const validateLine = hintedCommand(refused.stderr);
+    assert.deepEqual(await shellWords(validateLine), [
+      ...await taskWithReadAccess("validate", dir.path),
+      config,
+    ]);
+    const validated = await new Deno.Command("sh", {
+      args: ["-c", validateLine],
+      cwd: ROOT,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(new TextDecoder().decode(validated.stdout), "config OK\n");
+
+    const notStarted = await task("start", "--config", config);
+    assert.equal(notStarted.code, 1);
+    assert.match(
+      notStarted.stderr,
+      /deno task start may read only files inside the project directory/,
+    );
+    const startLine = hintedCommand(notStarted.stderr);
+    assert.deepEqual(await shellWords(startLine), [
+      ...await taskWithReadAccess("start", dir.path),
+      "start",
+      "--config",
+      config,
+    ]);
+    const run = spawnProcess("sh", ["-c", `exec ${startLine}`]);
+    try {
+      await within(20000, "gateway_started", run.waitFor(/"event":"gateway_started"/));
+      const response = await fetch(`http://127.0.0.1:${port}/x`);
+      assert.equal(await response.text(), "from outside");
+      assert.equal((await run.terminate()).code, 0);
+    } finally {
+      await stopTask(run);
+    }
+  } finally {
+    await upstream.close();
+    await dir.remove();
+  }
+});
+
+Deno.test("deno task validate suggests the near key and service, warns about a placeholder key, and points at YAML mistakes", async () => {
+  const path = await writeTempConfig(
+    "suggestions.yaml",
+    `discovery: { kubernetes: { enabled: false } }
+auth:
+  api_key:
+    keys:
+      - { id: app, sha256: "${"0".repeat(64)}" }
+services:
+  web: { urls: [http://127.0.0.1:9] }
+routes:
+  - path_prefix: /
+    service_name: wbe
+    rate_limit: { requests_per_period: 1, period_seconds: 1, client_identifer: IP }
+`,
+  );
+  const result = await task("validate", path);
+  assert.equal(result.code, 1, result.stdout + result.stderr);
+  assert.match(
+    result.stdout,
+    /^tests\/\.tmp\/suggestions\.yaml:11:62: routes\[0\]\.rate_limit\.client_identifer: unknown key "client_identifer" \(expected one of: requests_per_period, period_seconds, client_identifier\); did you mean "client_identifier"\?$/m,
+  );
+
+  // Fixed, it loads, with the warnings printed as text.
+  await writeTempConfig(
+    "suggestions.yaml",
+    (await Deno.readTextFile(`${ROOT}${path}`)).replace("client_identifer", "client_identifier"),
+  );
+  const fixed = await task("validate", path);
+  assert.equal(fixed.code, 0, fixed.stdout + fixed.stderr);
+  assert.equal(fixed.stdout, "config OK\n");
+  assert.deepEqual(fixed.stderr.trim().split("\n"), [
+    `${path}:5:28: auth.api_key.keys[0].sha256: warning: is a placeholder (all zeros), not the SHA-256 of a real key: no key matches it, so every request with an API key is refused (401); make a real key with: deno task apikey app`,
+    `${path}:10:19: routes[0].service_name: warning: service "wbe" is not defined in services and Kubernetes discovery may be off: requests answer 503 until it has endpoints; did you mean "web"?`,
+  ]);
+
+  const indented = await writeTempConfig(
+    "indentation.yaml",
+    "server:\n  port: 8000\n   host: 127.0.0.1\nroutes: []\n",
+  );
+  const bad = await task("validate", indented);
+  assert.equal(bad.code, 1);
+  assert.equal(
+    bad.stdout,
+    `${indented}:3:4: bad indentation: "host" is indented more than "port" on line 2, but "port" already has a value (8000); indent "host" 2 spaces like "port", or remove the value to nest it under "port"\n`,
+  );
+});
+
+Deno.test("deno task start with log.format text: text log lines, and the warnings in validate's words", async () => {
+  const port = closedPort();
+  const path = await writeTempConfig(
+    "start_text_log.yaml",
+    `${serverSection(port, closedPort())}
+log: { format: text }
+discovery: { kubernetes: { enabled: false } }
+services:
+  web: { urls: [http://127.0.0.1:9] }
+routes:
+  - { id: typo, path_prefix: /, service_name: wbe }
+`,
+  );
+  const validated = await task("validate", path);
+  assert.equal(validated.code, 0, validated.stderr);
+  const warning = validated.stderr.trim();
+  assert.match(warning, /warning: service "wbe" .*; did you mean "web"\?$/);
+
+  const run = spawnTask("start", "--config", path);
+  try {
+    const started = await within(20000, "gateway_started", run.waitFor(/ gateway_started /));
+    assert.match(
+      started,
+      /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z INFO {2}gateway_started proxy=127\.0\.0\.1:\d+ /,
+    );
+    assert.equal((await run.terminate()).code, 0);
+    assert.deepEqual(run.lines.filter((line) => line.startsWith("{")), [], "no JSON lines");
+    assert.ok(
+      run.lines.some((line) => / INFO {2}shutdown_complete /.test(line)),
+      run.lines.join("\n"),
+    );
+    assert.equal((await run.stderr).trim(), warning);
+  } finally {
+    await stopTask(run);
+  }
+
+  // The default when stdout is not a terminal is JSON, the warning a record with the same words.
+  await writeTempConfig(
+    "start_text_log.yaml",
+    (await Deno.readTextFile(`${ROOT}${path}`)).replace(
+      "log: { format: text }",
+      "# log.format: default",
+    ),
+  );
+  const json = spawnTask("start", "--config", path);
+  try {
+    const line = await within(20000, "config_warning", json.waitFor(/"event":"config_warning"/));
+    assert.equal(JSON.parse(line).problem, warning.replace(": warning: ", ": "));
+    await within(20000, "gateway_started", json.waitFor(/"event":"gateway_started"/));
+    assert.equal((await json.terminate()).code, 0);
+  } finally {
+    await stopTask(json);
   }
 });

@@ -48,6 +48,7 @@ import {
   unique,
   uniqueMatches,
 } from "./rules.ts";
+import { adminTokenEnv, warnAboutOpenAdmin } from "./admin_rules.ts";
 import { apiKeyEnv, distinctKeys, hmacSecretProblem, publicKeyFile, setEnv } from "./secrets.ts";
 import { middlewareSpec } from "./middleware_spec.ts";
 import { redisSchema } from "./redis_schema.ts";
@@ -92,7 +93,8 @@ const serverSchema = object({
   port: defaulted(integer(1, 65535), 8000),
   host: defaulted(text(nonEmpty), "0.0.0.0"),
   admin_port: defaulted(integer(1, 65535), 8001),
-  admin_host: defaulted(text(nonEmpty), "0.0.0.0"),
+  admin_host: defaulted(text(nonEmpty), "127.0.0.1"),
+  admin_token_env: optional(text(adminTokenEnv)),
   trusted_proxies: defaulted(list(text(cidr)), []),
   max_body_bytes: defaulted(integer(0), 10485760),
   upstream_timeout_ms: defaulted(integer(1), 30000),
@@ -109,7 +111,8 @@ const serverSchema = object({
   access_log: defaulted(boolean(), true),
   access_log_sample: defaulted(number(0), 1),
 }, {
-  refine(server, refiner) {
+  refine(server, refiner, walk) {
+    warnAboutOpenAdmin(server, walk);
     if (server.accessLogSample > 1) {
       refiner.problem(
         "access_log_sample",
@@ -247,6 +250,9 @@ const serviceSchema = object({
 /** The whole config file. */
 export const configSchema = object({
   server: filledSection(serverSchema),
+  log: filledSection(object({
+    format: defaulted(choice(["auto", "json", "text"]), "auto"),
+  })),
   middleware: defaulted(list(middlewareSpec), []),
   redis: section(redisSchema),
   auth: filledSection(authSchema),

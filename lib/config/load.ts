@@ -8,12 +8,13 @@
  */
 
 import { resolve } from "node:path";
-import { type Document, isScalar, LineCounter, parseDocument, visit } from "yaml";
+import { LineCounter, parseDocument } from "yaml";
 import { INVALID, type Node, report, type Walk } from "./schema.ts";
 import { configSchema } from "./config_schema.ts";
 import { defaultRouteId } from "./rules.ts";
 import { readConfigFile, readEnvironment, readTextFile } from "./secrets.ts";
 import { warnAboutSurprises } from "./warnings.ts";
+import { explainYamlErrors } from "./yaml_errors.ts";
 import { checkPluginModules } from "./plugin_check.ts";
 import type { Config, ConfigProblem, ConfigWarning } from "./types.ts";
 
@@ -27,6 +28,8 @@ export interface ParseOptions {
   env?: (name: string) => string | undefined;
   /** Reads `auth.jwt.public_key_file`; defaults to `Deno.readTextFileSync`. */
   readFile?: (absolutePath: string) => string;
+  /** `deno task validate`: an unset `*_env` variable is a warning, not a problem. */
+  unsetEnvIsWarning?: boolean;
 }
 
 /** The outcome of loading a config: the config, or every problem found. Warnings either way. */
@@ -50,17 +53,14 @@ export function parseConfig(text: string, options: ParseOptions): LoadResult {
     readFile: options.readFile ?? readTextFile,
     problems: [],
     warnings: [],
+    unsetEnvIsWarning: options.unsetEnvIsWarning,
   };
   for (const warning of doc.warnings) {
     report(walk, { node: null, field: "", message: warning.message, warning: true });
     relocate(walk.warnings, lines, warning.pos[0]);
   }
-  for (const error of doc.errors) {
-    const message = error.code === "DUPLICATE_KEY"
-      ? `duplicate key ${JSON.stringify(keyAt(doc, error.pos[0]))}`
-      : error.message;
-    report(walk, { node: null, field: "", message });
-    relocate(walk.problems, lines, error.pos[0]);
+  for (const problem of explainYamlErrors(text, doc, lines)) {
+    walk.problems.push({ file: walk.file, field: "", ...problem });
   }
   // Past a syntax error the tree is a guess, so only duplicate keys (a well-formed tree) go on
   // to validation.
@@ -91,15 +91,22 @@ export function parseConfig(text: string, options: ParseOptions): LoadResult {
   return { ok: true, config: deepFreeze(config), warnings: walk.warnings };
 }
 
-/** Reads the file (problems for unreadable/missing file, as a ConfigProblem at 1:1 with field "") then parseConfig. Path may be relative to cwd. */
-export async function loadConfigFile(path: string): Promise<LoadResult> {
+/**
+ * Reads the file (problems for unreadable/missing file, as a ConfigProblem
+ * at 1:1 with field "") then parseConfig. Path may be relative to cwd.
+ * `unsetEnvIsWarning`: see {@linkcode ParseOptions}.
+ */
+export async function loadConfigFile(
+  path: string,
+  options: { unsetEnvIsWarning?: boolean } = {},
+): Promise<LoadResult> {
   const read = await readConfigFile(path);
   if ("problem" in read) {
     const problem = { file: path, line: 1, column: 1, field: "", message: read.problem };
     return { ok: false, problems: [problem], warnings: [] };
   }
   const { text, absolutePath } = read;
-  const result = parseConfig(text, { displayPath: path, absolutePath });
+  const result = parseConfig(text, { displayPath: path, absolutePath, ...options });
   if (!result.ok) return result;
   const problems = await checkPluginModules(result.config);
   return problems.length > 0 ? { ok: false, problems, warnings: result.warnings } : result;
@@ -117,20 +124,6 @@ function parseYaml(text: string, lineCounter: LineCounter) {
   // The yaml package reads process.env.LOG_TOKENS and LOG_STREAM while parsing: every task
   // that loads a config grants exactly those two (--allow-env=LOG_TOKENS,LOG_STREAM).
   return parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
-}
-
-/** The key whose node starts at `offset`; the parser's duplicate-key error gives only the offset. */
-function keyAt(doc: Document, offset: number): string {
-  let name = "";
-  visit(doc, {
-    Pair(_, pair) {
-      if (isScalar(pair.key) && pair.key.range?.[0] === offset) {
-        name = String(pair.key.value);
-        return visit.BREAK;
-      }
-    },
-  });
-  return name;
 }
 
 /** Moves the entry just reported to the parser's own offset (it has no AST node). */

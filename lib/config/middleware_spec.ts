@@ -3,6 +3,7 @@ import { BUILTIN_PLUGINS, modulePath } from "../plugins/registry.ts";
 import type { MiddlewareSpec } from "./types.ts";
 import { type Check, deref, describe, INVALID, type Node, report } from "./schema.ts";
 import { optionProblem } from "./plugin_options.ts";
+import { didYouMean } from "./did_you_mean.ts";
 
 /**
  * One entry of a `middleware:` list: `{name: <built-in>, options: ...}` or
@@ -29,7 +30,9 @@ export const middlewareSpec: Check<MiddlewareSpec> = function checkMiddleware(no
       report(walk, {
         node: keyNode(key),
         field: `${path}.${key}`,
-        message: `unknown key "${key}" (expected one of: name, module, options)`,
+        message: `unknown key "${key}" (expected one of: name, module, options)${
+          didYouMean(key, ["name", "module", "options"])
+        }`,
       });
     }
   }
@@ -47,7 +50,9 @@ export const middlewareSpec: Check<MiddlewareSpec> = function checkMiddleware(no
         field: `${path}.name`,
         message: `unknown built-in ${JSON.stringify(name)} (built-ins: ${
           Object.keys(BUILTIN_PLUGINS).join(", ")
-        }; a plugin of your own goes in module:)`,
+        }; a plugin of your own goes in module:)${
+          typeof name === "string" ? didYouMean(name, Object.keys(BUILTIN_PLUGINS)) : ""
+        }`,
       });
     } else {
       const plugin = BUILTIN_PLUGINS[name];

@@ -10,6 +10,8 @@
 import { type Document, isAlias, isMap, isScalar, isSeq, type LineCounter, Scalar } from "yaml";
 import type { Node as YamlNode } from "yaml";
 import type { ConfigProblem } from "./types.ts";
+import { didYouMean } from "./did_you_mean.ts";
+import { missingColonHint, registerList, registerObject, unknownKeyHint } from "./key_hints.ts";
 
 /** A node of the parsed YAML document. */
 export type Node = YamlNode;
@@ -32,6 +34,8 @@ export interface Walk {
   readonly readFile: (absolutePath: string) => string;
   readonly problems: ConfigProblem[];
   readonly warnings: ConfigProblem[];
+  /** `deno task validate`: an unset `*_env` variable is a warning (checked away from the gateway). */
+  readonly unsetEnvIsWarning?: boolean;
 }
 
 /** Validates one node at `path` and converts it, or reports and returns INVALID. */
@@ -55,6 +59,9 @@ function fail(walk: Walk, node: Node, field: string, message: string): Invalid {
 
 /** Thrown by scalar converters; becomes a problem at the scalar's position. */
 export class Rejection extends Error {}
+
+/** An unset `*_env` variable under {@linkcode Walk.unsetEnvIsWarning}: warned, value kept. */
+export class UnsetEnvironment extends Rejection {}
 
 /** Rejects the scalar being converted with `message`. */
 export function reject(message: string): never {
@@ -141,6 +148,10 @@ export function text<T = string>(
     try {
       return convert(value, walk);
     } catch (error) {
+      if (error instanceof UnsetEnvironment) {
+        report(walk, { node, field: path, message: error.message, warning: true });
+        return value as T;
+      }
       if (error instanceof Rejection) return fail(walk, node, path, error.message);
       throw error;
     }
@@ -151,7 +162,11 @@ export function text<T = string>(
 export function choice<const T extends string>(values: readonly T[]): Check<T> {
   return text(function convertChoice(value) {
     if ((values as readonly string[]).includes(value)) return value as T;
-    return reject(`must be one of ${values.join(", ")}, got ${JSON.stringify(value)}`);
+    return reject(
+      `must be one of ${values.join(", ")}, got ${JSON.stringify(value)}${
+        didYouMean(value, values)
+      }`,
+    );
   });
 }
 
@@ -166,7 +181,7 @@ export function list<T>(
   item: Check<T>,
   options: { nonEmpty?: boolean; refine?: ListRefine<T> } = {},
 ): Check<T[]> {
-  return function checkList(node, path, walk) {
+  function checkList(node: Node, path: string, walk: Walk): T[] | Invalid {
     if (!isSeq(node)) return fail(walk, node, path, `must be a list, got ${describe(node)}`);
     if (options.nonEmpty && node.items.length === 0) {
       return fail(walk, node, path, "must not be empty");
@@ -177,7 +192,9 @@ export function list<T>(
     options.refine?.(items, { nodes, path, walk });
     const ok = walk.problems.length === before && !items.includes(INVALID);
     return ok ? (items as T[]) : INVALID;
-  };
+  }
+  registerList(checkList, item);
+  return checkList;
 }
 
 /** A mapping with free-form keys (each checked by `key`, which may reject it) to values of one kind. */
@@ -301,11 +318,14 @@ export function object<S extends Record<string, Field<unknown>>>(
   const expected = Object.keys(fields).join(", ");
   const unknownKey = options.unknownKey ??
     ((name: string) => `unknown key ${JSON.stringify(name)} (expected one of: ${expected})`);
-  return function checkObject(node, path, walk) {
+  registerObject(checkObject, Object.keys(fields));
+  return checkObject;
+  function checkObject(node: Node, path: string, walk: Walk): Shape<S> | Invalid {
     if (!isMap(node)) {
       // At the top level there is no field path to name the subject.
       const subject = path === "" ? "the config must" : "must";
-      return fail(walk, node, path, `${subject} be a mapping, got ${describe(node)}`);
+      const hint = missingColonHint(scalarValue(node), Object.keys(fields));
+      return fail(walk, node, path, `${subject} be a mapping, got ${describe(node)}${hint}`);
     }
     const before = walk.problems.length;
     const present = new Map<string, { key: Node; value: Node }>();
@@ -316,7 +336,7 @@ export function object<S extends Record<string, Field<unknown>>>(
         report(walk, {
           node: keyNode,
           field: joinPath(path, name),
-          message: unknownKey(name, expected),
+          message: unknownKey(name, expected) + unknownKeyHint(name, fields),
         });
       } else if (!present.has(name)) {
         // Later duplicates are already reported by the parser.
@@ -371,5 +391,5 @@ export function object<S extends Record<string, Field<unknown>>>(
     }
     if (ok && walk.problems.length === before) options.refine?.(out as Shape<S>, refiner, walk);
     return walk.problems.length === before ? (out as Shape<S>) : INVALID;
-  };
+  }
 }

@@ -9,7 +9,14 @@
 import { createHash } from "node:crypto";
 import { isAbsolute, resolve } from "node:path";
 import { isMap, isScalar } from "yaml";
-import { type ListRefine, type Node, reject, report, type Walk } from "./schema.ts";
+import {
+  type ListRefine,
+  type Node,
+  reject,
+  report,
+  UnsetEnvironment,
+  type Walk,
+} from "./schema.ts";
 import { envName, filePath, sha256, tolerant } from "./rules.ts";
 
 // RFC 7518 section 3.2: an HMAC key at least as long as the hash output.
@@ -61,7 +68,10 @@ export function readFailure(error: unknown): string {
 }
 
 /** The value of environment variable `name`, or why it cannot be used. */
-export function readEnv(name: string, walk: Walk): { value: string } | { problem: string } {
+export function readEnv(
+  name: string,
+  walk: Walk,
+): { value: string } | { problem: string; unset?: true } {
   let value: string | undefined;
   try {
     value = walk.env(name);
@@ -74,7 +84,7 @@ export function readEnv(name: string, walk: Walk): { value: string } | { problem
     };
   }
   if (value === undefined) {
-    return { problem: `environment variable ${JSON.stringify(name)} is not set` };
+    return { problem: `environment variable ${JSON.stringify(name)} is not set`, unset: true };
   }
   if (value === "") return { problem: `environment variable ${JSON.stringify(name)} is empty` };
   return { value };
@@ -82,7 +92,20 @@ export function readEnv(name: string, walk: Walk): { value: string } | { problem
 
 function envSecret(name: string, walk: Walk): string {
   const read = readEnv(envName(name), walk);
-  return "problem" in read ? reject(read.problem) : read.value;
+  return "problem" in read ? rejectEnv(read, walk) : read.value;
+}
+
+/**
+ * Rejects a `*_env` value whose variable cannot be used; an unset one is
+ * only a warning under `deno task validate` ({@linkcode Walk.unsetEnvIsWarning}).
+ */
+export function rejectEnv(read: { problem: string; unset?: true }, walk: Walk): never {
+  if (read.unset && walk.unsetEnvIsWarning) {
+    throw new UnsetEnvironment(
+      `${read.problem} here; deno task start refuses to start without it`,
+    );
+  }
+  return reject(read.problem);
 }
 
 /** An environment variable name whose variable is set and not empty. */

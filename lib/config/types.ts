@@ -8,6 +8,7 @@ export interface Config {
   /** Absolute path of the file this config was loaded from. */
   readonly file: string;
   readonly server: ServerConfig;
+  readonly log: LogConfig;
   /** Absent: the in-memory rate limiter is used. */
   readonly redis?: RedisConfig;
   readonly auth: AuthConfig;
@@ -19,12 +20,26 @@ export interface Config {
   readonly routes: readonly RouteConfig[];
 }
 
+/** How log records are written: `auto` is `text` when stdout is a terminal, else `json`. */
+export type LogFormat = "auto" | "json" | "text";
+
+/** `log:` (read at start; a reload does not change it). */
+export interface LogConfig {
+  readonly format: LogFormat;
+}
+
 /** `server:` */
 export interface ServerConfig {
   readonly port: number;
   readonly host: string;
   readonly adminPort: number;
+  /** Default 127.0.0.1: another address makes the admin listener reachable from other hosts. */
   readonly adminHost: string;
+  /**
+   * The environment variable holding the admin token: when set, every admin path but /healthz
+   * and /readyz needs it (`Authorization: Bearer`, or the dashboard's login cookie).
+   */
+  readonly adminTokenEnv?: string;
   /** CIDRs as written, e.g. `10.0.0.0/8`, `::1/128`. */
   readonly trustedProxies: readonly string[];
   readonly maxBodyBytes: number;

@@ -7,6 +7,10 @@
 
 import { type Node, report, type Walk } from "./schema.ts";
 import { type Config, routeServices } from "./types.ts";
+import { closestName, didYouMean } from "./did_you_mean.ts";
+
+// The SHA-256 of the empty string: a key nobody can send.
+const EMPTY_KEY_DIGEST = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 /** Warnings for configs that load but would surprise their author at the first request. */
 export function warnAboutSurprises(config: Config, walk: Walk): void {
@@ -20,6 +24,7 @@ export function warnAboutSurprises(config: Config, walk: Walk): void {
     });
   }
   warnAboutWorkerLimits(config, at, walk);
+  warnAboutPlaceholderKeys(config, at, walk);
   const hasAuth = config.auth.apiKey !== undefined || config.auth.jwt !== undefined;
   const discoveryOn = config.discovery.kubernetes?.enabled === true;
   config.routes.forEach((route, index) => {
@@ -44,19 +49,30 @@ export function warnAboutSurprises(config: Config, walk: Walk): void {
     // An entry without urls only tunes a service that Kubernetes must provide.
     for (const name of routeServices(route)) {
       const listed = Object.hasOwn(config.services, name);
-      if (listed && config.services[name].urls !== undefined || discoveryOn) continue;
+      if (listed && config.services[name].urls !== undefined) continue;
+      if (
+        discoveryOn && (listed || closestName(name, Object.keys(config.services)) === undefined)
+      ) {
+        continue;
+      }
       const key = route.mirror?.serviceName === name && route.serviceName !== name &&
           !route.backends?.some((backend) => backend.serviceName === name)
         ? ["mirror", "service_name"]
         : route.backends !== undefined
         ? ["backends"]
         : ["service_name"];
+      // With discovery on, a name close to a static service's is most likely a typo of it.
+      const message = discoveryOn
+        ? `service ${
+          JSON.stringify(name)
+        } is not in services, so Kubernetes discovery must provide it`
+        : `service ${JSON.stringify(name)} ${
+          listed ? "has no urls in services" : "is not defined in services"
+        } and Kubernetes discovery may be off: requests answer 503 until it has endpoints`;
       report(walk, {
         node: at(["routes", index, ...key]) ?? at(["routes", index]),
         field: `${field}.${key.join(".")}`,
-        message: `service ${JSON.stringify(name)} ${
-          listed ? "has no urls in services" : "is not defined in services"
-        } and Kubernetes discovery may be off: requests answer 503 until it has endpoints`,
+        message: message + (listed ? "" : didYouMean(name, Object.keys(config.services))),
         warning: true,
       });
     }
@@ -88,4 +104,42 @@ function warnAboutWorkerLimits(
       `on ${names}; configure redis for an exact limit`,
     warning: true,
   });
+}
+
+/**
+ * An API key entry whose digest no key can have (all zeros, one repeated pattern, the digest of
+ * an empty key): it was copied from an example and never replaced.
+ */
+function warnAboutPlaceholderKeys(
+  config: Config,
+  at: (path: (string | number)[]) => Node | undefined,
+  walk: Walk,
+): void {
+  const keys = config.auth.apiKey?.keys ?? [];
+  const placeholders = keys.flatMap((key, index) => {
+    const kind = key.sha256 === undefined ? undefined : placeholderKind(key.sha256);
+    return kind === undefined ? [] : [{ id: key.id, index, kind }];
+  });
+  for (const { id, index, kind } of placeholders) {
+    const refused = placeholders.length === keys.length && config.auth.jwt === undefined
+      ? "every request with an API key is refused (401)"
+      : `no request is let in as ${JSON.stringify(id)}`;
+    report(walk, {
+      node: at(["auth", "api_key", "keys", index, "sha256"]),
+      field: `auth.api_key.keys[${index}].sha256`,
+      message: `is a placeholder (${kind}), not the SHA-256 of a real key: no key matches it, ` +
+        `so ${refused}; make a real key with: deno task apikey ${id}`,
+      warning: true,
+    });
+  }
+}
+
+/** How `digest` (lowercase hex) gives itself away as a placeholder, or undefined. */
+function placeholderKind(digest: string): string | undefined {
+  if (digest === EMPTY_KEY_DIGEST) return "the SHA-256 of an empty key";
+  if (/^0+$/.test(digest)) return "all zeros";
+  if (/^(.)\1+$/.test(digest)) return `all ${JSON.stringify(digest[0])}`;
+  // A real digest repeating a pattern of 32 characters or fewer: odds of 16^-32 at most.
+  if (/^(.{2,32})\1+$/.test(digest)) return "a repeated pattern";
+  return undefined;
 }

@@ -1,7 +1,18 @@
+import { formatTextLine } from "./text_format.ts";
+
 /** Structured fields of a log event; values must be JSON-serializable. */
 export type LogFields = Record<string, unknown>;
 
-/** The one logger: JSON lines with a stable snake_case `event` name. */
+/** How records are written: JSON lines (for log collectors) or text lines (for a terminal). */
+export type LogLineFormat = "json" | "text";
+
+/** Where a logger writes its lines; `urgent` lines (warn, error) should not wait in a buffer. */
+export interface LogSink {
+  write(line: string, urgent: boolean): void;
+  flush(): void;
+}
+
+/** The one logger: one line per record with a stable snake_case `event` name. */
 export interface Logger {
   info(event: string, fields?: LogFields): void;
   warn(event: string, fields?: LogFields): void;
@@ -17,7 +28,7 @@ const encoder = new TextEncoder();
  * per line, which at thousands of requests a second is most of the cost of
  * an access log. Lines of level warn and error are written at once.
  */
-export function batchedStdout(): { write(line: string, urgent: boolean): void; flush(): void } {
+export function batchedStdout(): LogSink {
   let pending: string[] = [];
   let size = 0;
   let timer: number | undefined;
@@ -47,20 +58,49 @@ export function batchedStdout(): { write(line: string, urgent: boolean): void; f
 }
 
 /** A logger that writes one JSON object per line through `write` (batched stdout by default). */
-export function jsonLogger(
-  sink: { write(line: string, urgent: boolean): void; flush(): void } = batchedStdout(),
+export function jsonLogger(sink: LogSink = batchedStdout()): Logger {
+  return lineLogger(sink, formatLine);
+}
+
+/**
+ * A logger that writes one text line per record (`TIME LEVEL event key=value ...`, see
+ * text_format.ts) through `write` (batched stdout by default).
+ */
+export function textLogger(sink: LogSink = batchedStdout()): Logger {
+  return lineLogger(sink, formatTextLine);
+}
+
+/** The logger for a `log.format` already resolved by {@linkcode resolveLogFormat}. */
+export function createLogger(format: LogLineFormat, sink: LogSink = batchedStdout()): Logger {
+  return format === "text" ? textLogger(sink) : jsonLogger(sink);
+}
+
+/**
+ * `log.format` as it applies here: `auto` is `text` when stdout is a terminal (a person is
+ * reading) and `json` otherwise (a container's log, a pipe, a file).
+ */
+export function resolveLogFormat(
+  format: LogLineFormat | "auto",
+  isTerminal: () => boolean = () => Deno.stdout.isTerminal(),
+): LogLineFormat {
+  if (format !== "auto") return format;
+  try {
+    return isTerminal() ? "text" : "json";
+  } catch {
+    return "json";
+  }
+}
+
+function lineLogger(
+  sink: LogSink,
+  format: (time: string, level: string, event: string, fields?: LogFields) => string,
 ): Logger {
   function emit(level: string, event: string, fields?: LogFields): void {
     let line: string;
     try {
-      line = formatLine(timestamp(), level, event, fields);
+      line = format(timestamp(), level, event, fields);
     } catch {
-      line = JSON.stringify({
-        time: timestamp(),
-        level,
-        event,
-        log_error: "unserializable fields",
-      });
+      line = format(timestamp(), level, event, { log_error: "unserializable fields" });
     }
     sink.write(line + "\n", level !== "info");
   }

@@ -6,19 +6,19 @@
  *
  * @module
  */
-import { jsonLogger, type LogFields, type Logger } from "../log/logger.ts";
+import { createLogger, type LogFields, type Logger, type LogLineFormat } from "../log/logger.ts";
 import type { FromWorker } from "./protocol.ts";
 
 /** POSIX: a write to a pipe of at most this many bytes is never interleaved with another's. */
 const PIPE_BUF = 4096;
 
-/** The logger of worker `index`: to stdout, or through `forward` when given. */
+/** The logger of worker `index`: to stdout in `format`, or through `forward` when given. */
 export function workerLogger(
   index: number,
-  forward?: (message: FromWorker) => void,
+  options: { forward?: (message: FromWorker) => void; format?: LogLineFormat } = {},
 ): Logger {
-  if (forward !== undefined) return forwardingLogger(index, forward);
-  const base = jsonLogger(lineAtomicStdout());
+  if (options.forward !== undefined) return forwardingLogger(index, options.forward);
+  const base = createLogger(options.format ?? "json", lineAtomicStdout());
   const tag = (fields?: LogFields): LogFields => ({ worker: index, ...fields });
   return {
     info: (event, fields) => base.info(event, tag(fields)),

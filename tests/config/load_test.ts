@@ -84,7 +84,7 @@ Deno.test("loadConfigFile() loads the repository's config.yaml with defaults and
     port: 8000,
     host: "0.0.0.0",
     adminPort: 8001,
-    adminHost: "0.0.0.0",
+    adminHost: "127.0.0.1",
     trustedProxies: [],
     maxBodyBytes: 10485760,
     upstreamTimeoutMs: 30000,
@@ -155,7 +155,7 @@ Deno.test("parseConfig() reports every problem with its line, column and field p
     "      period_seconds: abc", //                  15
   );
   assert.deepEqual(problems(text), [
-    `conf/gw.yaml:2:3: server.prot: unknown key "prot" (expected one of: port, host, admin_port, admin_host, trusted_proxies, max_body_bytes, upstream_timeout_ms, shutdown_grace_seconds, request_head_timeout_ms, idle_timeout_ms, max_connections, upstream_body_timeout_ms, retry_buffer_bytes, memory_limiter_max_bytes, tls, http_redirect_port, workers, access_log, access_log_sample)`,
+    `conf/gw.yaml:2:3: server.prot: unknown key "prot" (expected one of: port, host, admin_port, admin_host, admin_token_env, trusted_proxies, max_body_bytes, upstream_timeout_ms, shutdown_grace_seconds, request_head_timeout_ms, idle_timeout_ms, max_connections, upstream_body_timeout_ms, retry_buffer_bytes, memory_limiter_max_bytes, tls, http_redirect_port, workers, access_log, access_log_sample); did you mean "port"?`,
     "conf/gw.yaml:4:19: server.max_body_bytes: must be at least 0, got -1",
     "conf/gw.yaml:6:3: redis: needs one of: url, url_env, cluster, sentinel",
     'conf/gw.yaml:6:17: redis.failure_mode: must be one of open, closed, local, got "sometimes"',
@@ -187,16 +187,17 @@ Deno.test("parseConfig() is strict about scalar types", () => {
   ]);
 });
 
-Deno.test("parseConfig() reports a YAML syntax error with its line", () => {
-  const [problem, ...rest] = problems(yaml("server:", "  port: [8000", "routes: []"));
-  assert.deepEqual(rest, []);
-  assert.match(problem, /^conf\/gw\.yaml:3:1: \S/);
+Deno.test("parseConfig() reports a YAML syntax error at the line of the mistake", () => {
+  // The parser notices the unclosed bracket on line 3; the mistake is the [ on line 2.
+  assert.deepEqual(problems(yaml("server:", "  port: [8000", "routes: []")), [
+    "conf/gw.yaml:2:9: the [ opened here is never closed: end the list with ]",
+  ]);
 });
 
 Deno.test("parseConfig() reports duplicate keys and keeps validating", () => {
   assert.deepEqual(problems(yaml("server:", "  port: 1", "  port: 2", "  bogus: 3", ...ROUTE)), [
-    'conf/gw.yaml:3:3: duplicate key "port"',
-    'conf/gw.yaml:4:3: server.bogus: unknown key "bogus" (expected one of: port, host, admin_port, admin_host, trusted_proxies, max_body_bytes, upstream_timeout_ms, shutdown_grace_seconds, request_head_timeout_ms, idle_timeout_ms, max_connections, upstream_body_timeout_ms, retry_buffer_bytes, memory_limiter_max_bytes, tls, http_redirect_port, workers, access_log, access_log_sample)',
+    'conf/gw.yaml:3:3: duplicate key "port"; it is already set on line 2',
+    'conf/gw.yaml:4:3: server.bogus: unknown key "bogus" (expected one of: port, host, admin_port, admin_host, admin_token_env, trusted_proxies, max_body_bytes, upstream_timeout_ms, shutdown_grace_seconds, request_head_timeout_ms, idle_timeout_ms, max_connections, upstream_body_timeout_ms, retry_buffer_bytes, memory_limiter_max_bytes, tls, http_redirect_port, workers, access_log, access_log_sample)',
   ]);
 });
 
@@ -284,7 +285,7 @@ Deno.test("parseConfig() normalizes service urls to origins and rejects urls wit
       'conf/gw.yaml:5:9: services.a.urls[1]: must be an origin only (scheme://host[:port]), without path, query, fragment or credentials, got "http://user:pw@127.0.0.1:9001"',
       'conf/gw.yaml:6:9: services.a.urls[2]: must be an origin only (scheme://host[:port]), without path, query, fragment or credentials, got "http://127.0.0.1:9001?x=1"',
       'conf/gw.yaml:7:3: services.Not_Valid: invalid service name "Not_Valid": use lowercase letters, digits, "-" and "."',
-      'conf/gw.yaml:8:5: services.Not_Valid.url: unknown key "url" (expected one of: urls, passive_health, health_check, max_in_flight, retries, ca_file)',
+      'conf/gw.yaml:8:5: services.Not_Valid.url: unknown key "url" (expected one of: urls, passive_health, health_check, max_in_flight, retries, ca_file); did you mean "urls"?',
     ],
   );
 });
@@ -344,7 +345,8 @@ Deno.test("parseConfig() warns, naming both ids, about a route that matches exac
 });
 
 Deno.test("parseConfig() reads redis, auth and rate limits with their defaults", () => {
-  const digest = "AB".repeat(32);
+  // A real digest (of "mobile-key"), in capitals: the loader lower-cases it.
+  const digest = "57D419BE43E536F6ECFA7F54599E9050DB0ECA72598B456400601AE346403973";
   const { config, warnings } = load(yaml(
     "server:",
     "  trusted_proxies: [10.0.0.0/8, 192.168.1.1, '::1', 'fd00::/8']",
@@ -898,4 +900,21 @@ Deno.test("parseConfig() takes discovery.kubernetes.publish_service as name or n
   assert.deepEqual(problems(at("Edge_Svc")), [
     'conf/gw.yaml:4:22: discovery.kubernetes.publish_service: must be a Service name or namespace/name (DNS-1123 labels), got "Edge_Svc"',
   ]);
+});
+
+Deno.test("parseConfig() with unsetEnvIsWarning (deno task validate): an unset variable is a warning saying start refuses it; an empty one stays a problem", () => {
+  const asValidate = { ...sources({}), unsetEnvIsWarning: true };
+  const { warnings } = load(NAMES_EVERY_ENV, asValidate);
+  const refused = "deno task start refuses to start without it";
+  assert.deepEqual(warnings.filter((w) => w.includes("is not set")), [
+    `conf/gw.yaml:2:12: redis.url_env: environment variable "REDIS_URL" is not set here; ${refused}`,
+    `conf/gw.yaml:6:31: auth.api_key.keys[0].value_env: environment variable "WEB_KEY" is not set here; ${refused}`,
+    `conf/gw.yaml:9:17: auth.jwt.secret_env: environment variable "JWT_SECRET" is not set here; ${refused}`,
+  ]);
+  // A variable that is set but empty is a mistake wherever the file is checked.
+  const empty = {
+    ...sources({ REDIS_URL: "", WEB_KEY: "", JWT_SECRET: "" }),
+    unsetEnvIsWarning: true,
+  };
+  assert.equal(problems(NAMES_EVERY_ENV, empty).length, 3);
 });

@@ -63,7 +63,7 @@ Deno.test("a bad built-in option is reported at its own line and column, not at 
     `gw.yaml:16:19: ${field}[1].options.set.X-Ok: value must not contain CR, LF or NUL`,
     `gw.yaml:17:24: ${field}[1].options.remove: "b c" is not a header name`,
     `gw.yaml:20:30: ${field}[2].options.deny: "nope" is not a CIDR or address`,
-    `gw.yaml:21:11: ${field}[2].options.alow: unknown option (expected one of: allow, deny)`,
+    `gw.yaml:21:11: ${field}[2].options.alow: unknown option (expected one of: allow, deny); did you mean "allow"?`,
     `gw.yaml:23:18: ${field}[3].options.upstream_timeout_ms: must be a whole number from 1 to 3600000`,
   ]);
 });

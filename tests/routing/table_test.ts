@@ -65,6 +65,7 @@ function config(
       accessLog: true,
       accessLogSample: 1,
     },
+    log: { format: "auto" },
     auth: {},
     discovery: {},
     services,
