@@ -1,36 +1,66 @@
 import type { TableView } from "../snapshot/switch.ts";
-import type { Metrics, MetricsSnapshot } from "./metrics.ts";
 import type { RouteEntry } from "../routing/table.ts";
 import type { HeaderChanges } from "../config/types.ts";
+import type { AdminDeps } from "./admin_deps.ts";
+import { AdminAuth, clearedSessionCookie, type Credential } from "./admin_auth.ts";
+import { DashboardData } from "./dashboard_data.ts";
+import { DASHBOARD_HTML, loginHtml } from "./dashboard/page_html.ts";
+import { DASHBOARD_JS } from "./dashboard/page_script.ts";
+import { DASHBOARD_CSS } from "./dashboard/page_style.ts";
+import type { MetricsSnapshot } from "./metrics.ts";
 
-/** What the admin endpoints report on. */
-export interface AdminDeps {
-  readonly metrics: Metrics;
-  readonly routing: TableView;
-  /** True once the gateway can serve (config loaded, initial discovery sync done). */
-  readonly isReady: () => boolean;
-  /** True from the first shutdown signal until exit. */
-  readonly isDraining: () => boolean;
-  /**
-   * The worker threads' metrics (server.workers above 1), merged into
-   * `metrics` for /metrics; it must settle quickly whatever the workers do.
-   */
-  readonly gather?: () => Promise<readonly MetricsSnapshot[]>;
-  /** Worker threads serving and configured, shown by /readyz (server.workers above 1). */
-  readonly workers?: () => { serving: number; configured: number };
-}
+/**
+ * Sent with every admin answer. The dashboard loads only its own script, stylesheet and data:
+ * no inline code, no other origin, no framing.
+ */
+export const ADMIN_CSP = "default-src 'none'; script-src 'self'; style-src 'self'; " +
+  "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'self'; " +
+  "frame-ancestors 'none'";
 
+const SECURITY_HEADERS = {
+  "content-security-policy": ADMIN_CSP,
+  "x-content-type-options": "nosniff",
+  "referrer-policy": "no-referrer",
+  "x-frame-options": "DENY",
+};
 const JSON_HEADERS = { "content-type": "application/json", "cache-control": "no-store" };
+/** The paths that need no token: the kubelet's probes cannot send one; the sign-in page needs its style. */
+const OPEN_PATHS = new Set(["/healthz", "/readyz", "/dashboard/app.css", "/dashboard/login"]);
+const PAGE_PATHS = new Set(["/", "/dashboard", "/dashboard/"]);
 
-/** The admin listener's handler: /healthz, /readyz, /metrics, /routes. */
+/**
+ * The admin listener's handler: /healthz, /readyz, /metrics, /routes, and the dashboard (`/`,
+ * `/dashboard`, its script, stylesheet and `/dashboard/data`). With a token (`deps.token`) every
+ * path but the probes asks for it; see admin_auth.ts.
+ */
 export function adminHandler(
   deps: AdminDeps,
 ): (request: Request) => Response | Promise<Response> {
+  const auth = deps.token === undefined ? undefined : new AdminAuth(deps.token);
+  const dashboard = new DashboardData(deps);
+  // A failed gather reuses the workers' last numbers: dropping them would read as a reset.
+  let lastOthers: readonly MetricsSnapshot[] = [];
+  const dashboardData = (): Response | Promise<Response> => {
+    if (deps.gather === undefined) return json(200, dashboard.build());
+    return deps.gather().then(
+      (others) => json(200, dashboard.build(lastOthers = others)),
+      () => json(200, dashboard.build(lastOthers)),
+    );
+  };
   return function admin(request: Request): Response | Promise<Response> {
     const path = new URL(request.url).pathname;
+    if (request.method === "POST" && path === "/dashboard/login") return login(request, auth);
+    if (request.method === "POST" && path === "/dashboard/logout") {
+      return seeOther("/dashboard", { "set-cookie": clearedSessionCookie() });
+    }
     if (request.method !== "GET" && request.method !== "HEAD") {
       return json(405, { error: "method_not_allowed", message: "Use GET" }, { allow: "GET, HEAD" });
     }
+    if (auth !== undefined && !OPEN_PATHS.has(path)) {
+      const credential = auth.credential(request);
+      if (credential !== "valid") return denied(credential, PAGE_PATHS.has(path));
+    }
+    if (PAGE_PATHS.has(path)) return asset(DASHBOARD_HTML, "text/html; charset=utf-8");
     switch (path) {
       case "/healthz":
         return json(200, { status: "ok" });
@@ -51,10 +81,76 @@ export function adminHandler(
       }
       case "/routes":
         return json(200, routesBody(deps.routing));
+      case "/dashboard/data":
+        return dashboardData();
+      case "/dashboard/app.js":
+        return asset(DASHBOARD_JS, "text/javascript; charset=utf-8");
+      case "/dashboard/app.css":
+        return asset(DASHBOARD_CSS, "text/css; charset=utf-8");
+      case "/dashboard/login":
+        // Without a token there is nothing to sign in to.
+        return auth === undefined || auth.credential(request) === "valid"
+          ? seeOther("/dashboard")
+          : html(200, loginHtml(false));
       default:
         return json(404, { error: "not_found", message: `No admin endpoint at ${path}` });
     }
   };
+}
+
+/** POST /dashboard/login: the form's token right, a session cookie; wrong, the form again. */
+async function login(request: Request, auth: AdminAuth | undefined): Promise<Response> {
+  if (auth === undefined) return seeOther("/dashboard");
+  const token = await auth.formToken(request);
+  if (token === undefined || !auth.tokenMatches(token)) {
+    return html(401, loginHtml(true), { "www-authenticate": challenge("invalid") });
+  }
+  return seeOther("/dashboard", { "set-cookie": auth.sessionCookie() });
+}
+
+/** 401: the sign-in page for the dashboard's own URLs, JSON for everything else. */
+function denied(credential: Exclude<Credential, "valid">, page: boolean): Response {
+  const headers = { "www-authenticate": challenge(credential) };
+  if (page) return html(401, loginHtml(false), headers);
+  return json(401, {
+    error: "unauthorized",
+    message: credential === "missing"
+      ? "The admin listener needs its token: send Authorization: Bearer <token> " +
+        "(the value of the variable server.admin_token_env names)"
+      : "The admin token sent is not valid",
+  }, headers);
+}
+
+/** RFC 6750 section 3: the scheme, and `invalid_token` when a wrong one came. */
+function challenge(credential: Exclude<Credential, "valid">): string {
+  return credential === "invalid"
+    ? 'Bearer realm="vanguard-admin", error="invalid_token"'
+    : 'Bearer realm="vanguard-admin"';
+}
+
+function seeOther(location: string, extra: Record<string, string> = {}): Response {
+  return new Response(null, {
+    status: 303,
+    headers: { ...SECURITY_HEADERS, location, "cache-control": "no-store", ...extra },
+  });
+}
+
+function asset(body: string, type: string): Response {
+  return new Response(body, {
+    headers: { ...SECURITY_HEADERS, "content-type": type, "cache-control": "no-cache" },
+  });
+}
+
+function html(status: number, body: string, extra: Record<string, string> = {}): Response {
+  return new Response(body, {
+    status,
+    headers: {
+      ...SECURITY_HEADERS,
+      "content-type": "text/html; charset=utf-8",
+      "cache-control": "no-store",
+      ...extra,
+    },
+  });
 }
 
 function routesBody(routing: TableView): unknown {
@@ -147,10 +243,13 @@ function routeFilters(route: RouteEntry): Record<string, unknown> | null {
 
 function exposition(text: string): Response {
   return new Response(text, {
-    headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
+    headers: { ...SECURITY_HEADERS, "content-type": "text/plain; version=0.0.4; charset=utf-8" },
   });
 }
 
 function json(status: number, body: unknown, extra: Record<string, string> = {}): Response {
-  return new Response(JSON.stringify(body), { status, headers: { ...JSON_HEADERS, ...extra } });
+  return new Response(JSON.stringify(body), {
+    status,
+    headers: { ...SECURITY_HEADERS, ...JSON_HEADERS, ...extra },
+  });
 }

@@ -1,4 +1,5 @@
 import { Metrics } from "../admin/metrics.ts";
+import { ReloadLog } from "../admin/reload_log.ts";
 import type { Config } from "../config/types.ts";
 import { Balancer } from "../proxy/balancer.ts";
 import { UpstreamHealth } from "../proxy/health.ts";
@@ -48,6 +49,7 @@ async function startInThisThread(options: GatewayOptions): Promise<Gateway> {
   const { logger } = options;
   const env = options.env ?? ((name: string) => Deno.env.get(name));
   const metrics = new Metrics();
+  const reloads = new ReloadLog();
   // The live state's one owner; set once the first config is built.
   let live!: StateSwitch<Runtime>;
   const routing: TableView = {
@@ -99,6 +101,10 @@ async function startInThisThread(options: GatewayOptions): Promise<Gateway> {
       routing,
       isReady: () => built && (runtime.discovery?.synced ?? true),
       isDraining: () => draining,
+      health,
+      config: () => built ? runtime.config : options.config,
+      discovery: () => built ? runtime.discovery : undefined,
+      reloads,
     });
   } catch (error) {
     client.close();
@@ -287,6 +293,7 @@ async function startInThisThread(options: GatewayOptions): Promise<Gateway> {
     redirectAddr: redirectServer?.addr,
     routing,
     metrics,
+    reloads,
     get config() {
       return runtime.config;
     },

@@ -1,5 +1,6 @@
 /** The pieces both ways of running the gateway (one thread, or workers) share. */
-import { type AdminDeps, adminHandler } from "../admin/admin.ts";
+import { adminHandler } from "../admin/admin.ts";
+import type { AdminDeps } from "../admin/admin_deps.ts";
 import { Metrics } from "../admin/metrics.ts";
 import type { Config } from "../config/types.ts";
 import type { Logger } from "../log/logger.ts";
@@ -86,9 +87,16 @@ export function refreshTableGauges(metrics: Metrics, table: RoutingTable): void 
   metrics.tableVersion.set({}, table.version);
 }
 
-/** Opens the admin listener; throws what an operator needs to know when it cannot. */
-export function openAdmin(options: GatewayOptions, deps: AdminDeps): Deno.HttpServer<Deno.NetAddr> {
+/**
+ * Opens the admin listener, asking for the token of `server.admin_token_env` when one is
+ * configured; throws what an operator needs to know when it cannot.
+ */
+export function openAdmin(
+  options: GatewayOptions,
+  deps: Omit<AdminDeps, "token">,
+): Deno.HttpServer<Deno.NetAddr> {
   const listen = options.config.server;
+  const token = adminToken(options);
   const at = {
     hostname: options.listen?.adminHost ?? listen.adminHost,
     port: options.listen?.adminPort ?? listen.adminPort,
@@ -96,15 +104,40 @@ export function openAdmin(options: GatewayOptions, deps: AdminDeps): Deno.HttpSe
     portKey: "server.admin_port",
   };
   try {
-    return Deno.serve({ port: at.port, hostname: at.hostname, onListen() {} }, adminHandler(deps));
+    return Deno.serve(
+      { port: at.port, hostname: at.hostname, onListen() {} },
+      adminHandler({ ...deps, token }),
+    );
   } catch (error) {
     throw listenFailure(error, at);
   }
 }
 
+/** The admin token, read once at start (like the admin address, it changes on restart). */
+function adminToken(options: GatewayOptions): string | undefined {
+  const name = options.config.server.adminTokenEnv;
+  if (name === undefined) return undefined;
+  const token = (options.env ?? ((key: string) => Deno.env.get(key)))(name);
+  // The loader checked it; a different environment at start must not leave the listener open.
+  if (token === undefined || token === "") {
+    throw new Error(
+      `server.admin_token_env: environment variable ${JSON.stringify(name)} is not set or empty`,
+    );
+  }
+  return token;
+}
+
 /** The fields of a reloaded config that only a restart applies (listen addresses, TLS on/off, workers). */
 export function restartOnlyFields(config: Config, old: Config): string[] {
-  const moved = ["port", "host", "adminPort", "adminHost", "httpRedirectPort", "workers"].filter((
+  const moved = [
+    "port",
+    "host",
+    "adminPort",
+    "adminHost",
+    "adminTokenEnv",
+    "httpRedirectPort",
+    "workers",
+  ].filter((
     key,
   ) =>
     config.server[key as keyof typeof config.server] !==

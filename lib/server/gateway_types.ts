@@ -1,5 +1,6 @@
 /** What starting a gateway takes, and what a running one offers. */
 import type { Metrics } from "../admin/metrics.ts";
+import type { ReloadLog } from "../admin/reload_log.ts";
 import type { Config } from "../config/types.ts";
 import type { Logger } from "../log/logger.ts";
 import type { DiscoveryTuning } from "../discovery/kubernetes.ts";
@@ -56,6 +57,8 @@ export interface Gateway {
   readonly routing: TableView;
   /** This thread's registry; with worker threads /metrics merges theirs into it. */
   readonly metrics: Metrics;
+  /** What the config reloader last did (the reloader records it; the dashboard shows it). */
+  readonly reloads: ReloadLog;
   /** The config now in force. */
   readonly config: Config;
   /**

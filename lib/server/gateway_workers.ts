@@ -1,5 +1,6 @@
 /** The gateway with its proxy in worker threads (`server.workers` above 1). */
 import { Metrics } from "../admin/metrics.ts";
+import { ReloadLog } from "../admin/reload_log.ts";
 import type { Config } from "../config/types.ts";
 import { type RoutingTable, tableFromConfig } from "../routing/table.ts";
 import { StateSwitch, type TableView } from "../snapshot/switch.ts";
@@ -41,6 +42,7 @@ export async function startWithWorkers(options: GatewayOptions, count: number): 
   }
   const env = (name: string) => Deno.env.get(name);
   const metrics = new Metrics();
+  const reloads = new ReloadLog();
   // Marks of the active checks, sent to every worker when they change.
   const health = new ReportedHealth();
   let live!: StateSwitch<ControlRuntime>;
@@ -94,6 +96,10 @@ export async function startWithWorkers(options: GatewayOptions, count: number): 
     isDraining: () => draining,
     gather: () => pool.snapshots(),
     workers: () => ({ serving: pool.serving, configured: pool.size }),
+    health,
+    config: () => built ? runtime.config : options.config,
+    discovery: () => built ? runtime.discovery : undefined,
+    reloads,
   });
   let certificates: TlsCertificates | undefined;
   let redirectServer: ProxyListener | undefined;
@@ -253,6 +259,7 @@ export async function startWithWorkers(options: GatewayOptions, count: number): 
     redirectAddr: redirectServer?.addr,
     routing,
     metrics,
+    reloads,
     get config() {
       return runtime.config;
     },

@@ -39,10 +39,22 @@ export function startConfigReloader(options: {
           problems: result.problems.map(formatProblem),
           message: "The new config is invalid; the running one stays",
         });
+        gateway.reloads.record({
+          trigger,
+          file: path,
+          result: "rejected",
+          problems: result.problems.map(formatProblem),
+        });
         return false;
       }
       const applied = await gateway.reload(result.config);
       if (applied.ok) logger.info("config_reload_applied", { trigger, file: path });
+      gateway.reloads.record({
+        trigger,
+        file: path,
+        result: applied.ok ? "applied" : "failed",
+        problems: applied.ok ? [] : [applied.reason],
+      });
       return applied.ok;
     });
     return busy;
