@@ -47,7 +47,9 @@ COPY config.yaml /etc/vanguard/config.yaml
 USER 65532:65532
 
 # 8000: proxy listener (server.port). 8001: admin listener (server.admin_port:
-# /healthz, /readyz, /metrics, /routes); keep 8001 off public Services.
+# /healthz, /readyz, /metrics, /routes, the dashboard); keep 8001 off public Services.
+# The admin listener binds 127.0.0.1 unless the config sets server.admin_host (for
+# -p 8001:8001, admin_host: 0.0.0.0 and an admin_token_env).
 EXPOSE 8000 8001
 
 # No HEALTHCHECK: the distroless image has neither a shell nor curl to run
