@@ -3,7 +3,7 @@ import type { RouteEntry } from "../routing/table.ts";
 import type { HeaderChanges } from "../config/types.ts";
 import type { AdminDeps } from "./admin_deps.ts";
 import { AdminAuth, clearedSessionCookie, type Credential } from "./admin_auth.ts";
-import { DashboardData } from "./dashboard_data.ts";
+import { DashboardData, rateLimitBody } from "./dashboard_data.ts";
 import { DASHBOARD_HTML, loginHtml } from "./dashboard/page_html.ts";
 import { DASHBOARD_JS } from "./dashboard/page_script.ts";
 import { DASHBOARD_CSS } from "./dashboard/page_style.ts";
@@ -181,13 +181,7 @@ function routesBody(routing: TableView): unknown {
         source: route.source,
         auth_required: route.authRequired,
         strip_prefix: route.stripPrefix,
-        rate_limit: route.rateLimit
-          ? {
-            requests_per_period: route.rateLimit.requestsPerPeriod,
-            period_seconds: route.rateLimit.periodSeconds,
-            client_identifier: route.rateLimit.clientIdentifier,
-          }
-          : null,
+        rate_limit: rateLimitBody(route),
         service_source: service?.source ?? null,
         endpoints: (service?.endpoints ?? []).map((e) =>
           e.terminating

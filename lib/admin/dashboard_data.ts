@@ -165,13 +165,7 @@ function routeRow(
       ].join("") || "(same URL)",
     },
     auth_required: route.authRequired,
-    rate_limit: route.rateLimit
-      ? {
-        requests_per_period: route.rateLimit.requestsPerPeriod,
-        period_seconds: route.rateLimit.periodSeconds,
-        client_identifier: route.rateLimit.clientIdentifier,
-      }
-      : null,
+    rate_limit: rateLimitBody(route),
     traffic: {
       // Rates are null until the window has two samples; absent rates there mean no requests.
       ...traffic(window === undefined ? undefined : window.rates ?? idle()),
@@ -332,4 +326,15 @@ export function configDigest(config: Config): string {
     digests.set(config, digest);
   }
   return digest;
+}
+
+/** A route's rate limit as /routes and the dashboard show it; null without one. */
+export function rateLimitBody(route: RouteEntry): Record<string, unknown> | null {
+  return route.rateLimit
+    ? {
+      requests_per_period: route.rateLimit.requestsPerPeriod,
+      period_seconds: route.rateLimit.periodSeconds,
+      client_identifier: route.rateLimit.clientIdentifier,
+    }
+    : null;
 }

@@ -4,6 +4,7 @@
  * built from a translation, asked what a request would reach.
  */
 import { parseAllDocuments } from "yaml";
+import { pki } from "../tls_pki.ts";
 import type {
   Condition,
   Gateway,
@@ -74,39 +75,15 @@ export function manifest(...yaml: string[]): Manifest {
   return out;
 }
 
-/** A self-signed EC certificate and its key, made by openssl in tests/.tmp (a Secret must hold a real pair). */
+/** A self-signed EC certificate and its key, made by openssl (a Secret must hold a real pair). */
 async function selfSigned(name: string): Promise<{ certPem: string; keyPem: string }> {
-  await Deno.mkdir("tests/.tmp", { recursive: true });
-  const dir = await Deno.makeTempDir({ dir: "tests/.tmp", prefix: "pair-" });
+  const certs = await pki();
   try {
-    const out = await new Deno.Command("openssl", {
-      args: [
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        `${dir}/key.pem`,
-        "-out",
-        `${dir}/cert.pem`,
-        "-days",
-        "2",
-        "-subj",
-        `/CN=${name}`,
-      ],
-      stdout: "null",
-      stderr: "piped",
-    }).output();
-    if (!out.success) throw new Error(new TextDecoder().decode(out.stderr));
-    return {
-      certPem: await Deno.readTextFile(`${dir}/cert.pem`),
-      keyPem: await Deno.readTextFile(`${dir}/key.pem`),
-    };
+    // A CA certificate is self-signed: just what a Secret in a translation test needs.
+    const certPem = await certs.ca(name);
+    return { certPem, keyPem: await Deno.readTextFile(`${certs.dir}/${name}-ca.key`) };
   } finally {
-    await Deno.remove(dir, { recursive: true });
+    await certs.remove();
   }
 }
 
