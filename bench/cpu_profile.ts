@@ -96,6 +96,27 @@ async function main(): Promise<number> {
       functions.set(key, (functions.get(key) ?? 0) + us);
     }
   }
+  // Deno's JavaScript and ops charged to the nearest own-code caller: what each of our
+  // functions costs with the runtime work it asks for (Headers, Response, writes...).
+  const parents = new Map<number, number>();
+  for (const node of profile.nodes) {
+    for (const child of node.children ?? []) parents.set(child, node.id);
+  }
+  const withCallees = new Map<string, number>();
+  for (const [id, us] of micros) {
+    const own = nodes.get(id)!.callFrame;
+    if (!own.url.startsWith("ext:") && !own.functionName.startsWith("op_")) continue;
+    let at = parents.get(id);
+    while (at !== undefined && !nodes.get(at)!.callFrame.url.startsWith("file:")) {
+      at = parents.get(at);
+    }
+    if (at === undefined) continue;
+    const { functionName: name, url: source, lineNumber } = nodes.get(at)!.callFrame;
+    const key = `${name || "(anonymous)"} ${source.replace(/^.*?\/(lib|bench)\//, "$1/")}:${
+      lineNumber + 1
+    }`;
+    withCallees.set(key, (withCallees.get(key) ?? 0) + us);
+  }
   const perRequest = (us: number) => (us / requests).toFixed(2).padStart(7);
   const busy = [...categories].filter(([name]) => name !== "idle")
     .reduce((sum, [, us]) => sum + us, 0);
@@ -106,6 +127,12 @@ async function main(): Promise<number> {
   }
   console.log(`costliest functions of the process's own code (µs per request):`);
   for (const [name, us] of [...functions].sort((a, b) => b[1] - a[1]).slice(0, top)) {
+    console.log(`  ${perRequest(us)}  ${name}`);
+  }
+  console.log(
+    `Deno's JavaScript and ops by the own-code function that called them (µs per request):`,
+  );
+  for (const [name, us] of [...withCallees].sort((a, b) => b[1] - a[1]).slice(0, top)) {
     console.log(`  ${perRequest(us)}  ${name}`);
   }
   return 0;
