@@ -347,9 +347,18 @@ export function latin1(bytes: Uint8Array): string {
   return out;
 }
 
-/** Encodes a head written by us (ASCII only, values validated by Headers) as bytes. */
+/**
+ * Encodes a head written by us as bytes, one per character: values were
+ * checked to be field syntax, so a character is at most 0xFF (obs-text, one
+ * byte on the wire). Pure ASCII, the usual case, goes through the native
+ * encoder, whose bytes are the same then.
+ */
 export function ascii(text: string): Uint8Array {
+  if (!BEYOND_ASCII.test(text)) return UTF8.encode(text);
   const bytes = new Uint8Array(text.length);
   for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i) & 0xff;
   return bytes;
 }
+
+const UTF8 = new TextEncoder();
+const BEYOND_ASCII = /[\x80-\uffff]/;

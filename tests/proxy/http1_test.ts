@@ -1,6 +1,7 @@
 /** The wire layer, table-driven: one row per response head or chunk line and its exact outcome. */
 import assert from "node:assert/strict";
 import {
+  ascii,
   isFieldName,
   isFieldValue,
   parseResponseHead,
@@ -157,4 +158,18 @@ Deno.test("isFieldName() and isFieldValue() follow RFC 9110 field syntax", () =>
   for (const value of ["a\r\nb", "a\nb", "a\rb", "a\x00b", "\u010d\u010a", " a", "a ", "a\x7f"]) {
     assert.ok(!isFieldValue(value), JSON.stringify(value));
   }
+});
+
+Deno.test("ascii() writes one byte per character: ASCII as is, obs-text (0x80-0xFF) as its byte, not as UTF-8", () => {
+  assert.deepEqual(
+    [...ascii("GET / HTTP/1.1\r\n")],
+    [..."GET / HTTP/1.1\r\n"].map((c) => c.charCodeAt(0)),
+  );
+  assert.deepEqual([...ascii("x-a: caf\xe9\r\n")], [
+    ...[..."x-a: caf"].map((c) => c.charCodeAt(0)),
+    0xe9,
+    0x0d,
+    0x0a,
+  ]);
+  assert.equal(ascii("").byteLength, 0);
 });
