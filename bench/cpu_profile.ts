@@ -5,7 +5,7 @@
  * busy microseconds per request by category (the project's own code,
  * Deno's JavaScript, ops, socket writes, GC) and the costliest functions.
  *
- *   deno task bench:profile INSPECT_PORT URL [--seconds 5] [--top 30]
+ *   deno task bench:profile INSPECT_PORT URL [--seconds 5] [--top 30] [--script WRK_LUA]
  *
  * Run it against the gateway and against bench/bare_proxy.ts in turn, with
  * the same backend, to see what the gateway adds.
@@ -20,7 +20,9 @@ interface ProfileNode {
 async function main(): Promise<number> {
   const [port, url] = Deno.args;
   if (!port || !url) {
-    console.error("usage: deno task bench:profile INSPECT_PORT URL [--seconds 5] [--top 30]");
+    console.error(
+      "usage: deno task bench:profile INSPECT_PORT URL [--seconds 5] [--top 30] [--script WRK_LUA]",
+    );
     return 2;
   }
   const option = (name: string, fallback: number) => {
@@ -28,6 +30,9 @@ async function main(): Promise<number> {
     return at === -1 ? fallback : Number(Deno.args[at + 1]);
   };
   const seconds = option("--seconds", 5);
+  // A wrk Lua script (`wrk -s`), for requests that need headers (an API key, a client id).
+  const scriptAt = Deno.args.indexOf("--script");
+  const script = scriptAt === -1 ? undefined : Deno.args[scriptAt + 1];
   const top = option("--top", 30);
   const targets = await (await fetch(`http://127.0.0.1:${port}/json/list`)).json();
   const socket = new WebSocket(targets[0].webSocketDebuggerUrl);
@@ -50,7 +55,7 @@ async function main(): Promise<number> {
   await call("Profiler.setSamplingInterval", { interval: 100 });
   await call("Profiler.start");
   const output = await new Deno.Command("wrk", {
-    args: ["-t1", "-c50", `-d${seconds}s`, url],
+    args: ["-t1", "-c50", `-d${seconds}s`, ...(script ? ["-s", script] : []), url],
     stdout: "piped",
   }).output();
   const { profile } = await call<

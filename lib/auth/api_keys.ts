@@ -16,6 +16,12 @@ export class ApiKeys {
   /** The request header that carries the key, lower-cased. */
   readonly header: string;
   readonly #byDigest = new Map<string, { id: string; digest: Buffer }>();
+  /**
+   * Keys already verified, to their consumer: hashing costs more per request
+   * than the rest of the check. Only valid keys enter, so it holds at most one
+   * entry per configured key whatever clients send; a reload builds a new one.
+   */
+  readonly #verified = new Map<string, string>();
 
   /** `env` reads the variables named by `value_env` (validated to be set at load time). */
   constructor(config: ApiKeyConfig, env: (name: string) => string | undefined) {
@@ -28,10 +34,14 @@ export class ApiKeys {
 
   /** The consumer id for a presented key, or undefined. */
   verify(presented: string): string | undefined {
+    const known = this.#verified.get(presented);
+    if (known !== undefined) return known;
     const hex = sha256Hex(presented);
     const entry = this.#byDigest.get(hex);
     if (entry === undefined) return undefined;
-    return timingSafeEqual(Buffer.from(hex, "hex"), entry.digest) ? entry.id : undefined;
+    if (!timingSafeEqual(Buffer.from(hex, "hex"), entry.digest)) return undefined;
+    this.#verified.set(presented, entry.id);
+    return entry.id;
   }
 }
 

@@ -378,10 +378,12 @@ export function storageKey(bucket: string): string {
   const digest = createHash("sha256").update(bucket.slice(split + 1)).digest("base64url")
     .slice(0, 22);
   const key = `vanguard:rl:{${bucket.slice(0, split)}:${digest}}`;
-  // A bounded memo of recent clients: hashing costs more than the lookup.
-  if (recentKeys.size >= 10_000) recentKeys.clear();
+  // A bounded memo of recent clients (about 100 bytes each): hashing costs more than the lookup.
+  if (recentKeys.size >= RECENT_KEYS) recentKeys.clear();
   recentKeys.set(bucket, key);
   return key;
 }
 
 const recentKeys = new Map<string, string>();
+/** Buckets whose storage key is remembered: some 5 MB at most. */
+const RECENT_KEYS = 50_000;
