@@ -45,10 +45,11 @@ interface PathIndex {
  */
 export interface EdgeIndex {
   readonly exactHosts: Map<string, PathIndex>;
-  /** `*.example.com` under `example.com`. */
+  /**
+   * `*.example.com` under `example.com`; a route whose wildcard covers one
+   * label only (Ingress) is skipped for deeper names (`oneLabelWildcard`).
+   */
   readonly wildcardHosts: Map<string, PathIndex>;
-  /** The same for routes whose wildcard covers one label only (Ingress). */
-  readonly oneLabelHosts: Map<string, PathIndex>;
   readonly anyHost: PathIndex;
 }
 
@@ -67,7 +68,6 @@ export function buildEdgeIndex(routes: readonly RouteEntry[]): EdgeIndex {
   const edge: EdgeIndex = {
     exactHosts: new Map(),
     wildcardHosts: new Map(),
-    oneLabelHosts: new Map(),
     anyHost: emptyPathIndex(),
   };
   const indexes = new Set<PathIndex>([edge.anyHost]);
@@ -77,11 +77,7 @@ export function buildEdgeIndex(routes: readonly RouteEntry[]): EdgeIndex {
     if (route.hosts === undefined) targets.push(edge.anyHost);
     for (const host of new Set(route.hosts ?? [])) {
       const wildcard = host.startsWith("*.");
-      const map = !wildcard
-        ? edge.exactHosts
-        : route.oneLabelWildcard
-        ? edge.oneLabelHosts
-        : edge.wildcardHosts;
+      const map = wildcard ? edge.wildcardHosts : edge.exactHosts;
       const key = wildcard ? host.slice(2) : host;
       let index = map.get(key);
       if (index === undefined) {
@@ -160,17 +156,9 @@ export function matchEdge(
       const found = matchPath(exact, path, facts);
       if (found !== undefined) return found;
     }
-    let dot = host.indexOf(".");
-    if (dot !== -1 && edge.oneLabelHosts.size > 0) {
-      // `*.example.com` of an Ingress: only what is left after the first label.
-      const index = edge.oneLabelHosts.get(host.slice(dot + 1));
-      if (index !== undefined) {
-        const found = matchPath(index, path, facts);
-        if (found !== undefined) return found;
-      }
-    }
     if (edge.wildcardHosts.size > 0) {
       // Longest suffix first; the suffix always leaves at least one label before it.
+      let dot = host.indexOf(".");
       while (dot !== -1) {
         const index = edge.wildcardHosts.get(host.slice(dot + 1));
         if (index !== undefined) {
@@ -178,7 +166,9 @@ export function matchEdge(
           if (found !== undefined) return found;
         }
         dot = host.indexOf(".", dot + 1);
+        facts.deepWildcard = true;
       }
+      facts.deepWildcard = false;
     }
   }
   return matchPath(edge.anyHost, path, facts);

@@ -232,6 +232,8 @@ export interface Candidate<R> {
   readonly methods?: readonly string[];
   readonly headers?: readonly CompiledValue[];
   readonly query?: readonly CompiledValue[];
+  /** Its `*.` hosts cover one label only: not a candidate for a deeper name. */
+  readonly oneLabel?: true;
 }
 
 /** The parts of a route the candidate check reads. */
@@ -239,6 +241,7 @@ export interface MatchableRoute {
   readonly methods?: readonly string[];
   readonly headers?: readonly ValueMatch[];
   readonly query?: readonly ValueMatch[];
+  readonly oneLabelWildcard?: true;
 }
 
 function compileValues(values: readonly ValueMatch[] | undefined): CompiledValue[] | undefined {
@@ -259,6 +262,7 @@ export function candidate<R extends MatchableRoute>(route: R): Candidate<R> {
     methods: route.methods !== undefined && route.methods.length > 0 ? route.methods : undefined,
     headers: compileValues(route.headers),
     query: compileValues(route.query),
+    ...(route.oneLabelWildcard && { oneLabel: true as const }),
   };
 }
 
@@ -281,6 +285,8 @@ export function precedence<R>(a: Candidate<R>, b: Candidate<R>): number {
 /** Per-request state of one match: the query is parsed at most once, only when a route asks. */
 export class RequestFacts {
   readonly request: MatchRequest;
+  /** Set while a wildcard index is asked for more than one label before its suffix. */
+  deepWildcard = false;
   #params?: URLSearchParams;
 
   constructor(request: MatchRequest) {
@@ -316,6 +322,7 @@ export function firstMatching<R>(
   facts: RequestFacts,
 ): R | undefined {
   for (const c of candidates) {
+    if (c.oneLabel && facts.deepWildcard) continue;
     if (c.methods !== undefined && !c.methods.includes(facts.request.method)) continue;
     if (c.headers !== undefined && !valuesMatch(c.headers, (n) => facts.request.headers.get(n))) {
       continue;

@@ -181,6 +181,38 @@ Deno.test("translateIngress() host rules: exact before wildcard, defaultBackend 
   }]);
 });
 
+Deno.test("an Ingress one-label wildcard keeps path precedence with a Gateway API wildcard on the same suffix", () => {
+  const result = run(ingress(
+    "root",
+    `
+  ingressClassName: vanguard
+  rules:
+    - host: "*.example.com"
+      http: { paths: [{ path: /, pathType: Prefix, backend: { service: { name: web, port: { number: 80 } } } }] }`,
+  ));
+  const [root] = result.routes;
+  assert.equal(root.oneLabelWildcard, true);
+  // A route with the same wildcard that covers deeper names too (as an HTTPRoute's does), on /api.
+  const api = {
+    ...root,
+    id: "any-depth-api",
+    pathPrefix: "/api",
+    prefixSegments: 1,
+    oneLabelWildcard: undefined,
+  };
+  const objects = manifest(CLASSES);
+  const table = tableOf([api, root], objects.services);
+  const cases: [string, string][] = [
+    // The longer path wins whichever wildcard kind each route has.
+    ["http://a.example.com/api/x", "any-depth-api"],
+    ["http://a.example.com/shop", root.id],
+    // Two labels deep: only the route whose wildcard covers them.
+    ["http://a.b.example.com/api/x", "any-depth-api"],
+    ["http://a.b.example.com/shop", "404"],
+  ];
+  for (const [url, id] of cases) assert.equal(routeId(table, url), id, url);
+});
+
 Deno.test("translateIngress() backend ports by number or by name; unresolvable ones answer 500", () => {
   const path = (p: string, backend: string) =>
     `          - { path: ${p}, pathType: Prefix, backend: ${backend} }`;
