@@ -56,6 +56,8 @@ export function adminHandler(
     if (request.method !== "GET" && request.method !== "HEAD") {
       return json(405, { error: "method_not_allowed", message: "Use GET" }, { allow: "GET, HEAD" });
     }
+    // The session cookie is scoped to /dashboard: signing in starts there.
+    if (auth !== undefined && path === "/") return seeOther("/dashboard");
     if (auth !== undefined && !OPEN_PATHS.has(path)) {
       const credential = auth.credential(request);
       if (credential !== "valid") return denied(credential, PAGE_PATHS.has(path));

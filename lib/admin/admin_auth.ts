@@ -14,6 +14,13 @@ import { createHash, createHmac, timingSafeEqual } from "node:crypto";
 export const SESSION_COOKIE = "vanguard_admin_session";
 /** How long a dashboard sign-in lasts (12 hours). */
 export const SESSION_SECONDS = 12 * 60 * 60;
+/**
+ * The session cookie goes only to the dashboard's URLs. Browsers scope
+ * cookies by host, not port: with `Path=/` the proxy's own port on the same
+ * host would get it too (and the proxy drops it besides, see
+ * lib/proxy/forwarding.ts).
+ */
+const SESSION_PATH = "/dashboard";
 /** The largest login form accepted, in bytes. */
 const MAX_LOGIN_BYTES = 4096;
 
@@ -54,7 +61,7 @@ export class AdminAuth {
   sessionCookie(): string {
     const expires = Math.floor(this.#now() / 1000) + SESSION_SECONDS;
     return `${SESSION_COOKIE}=${expires}.${this.#mac(expires)}; Max-Age=${SESSION_SECONDS}; ` +
-      "Path=/; HttpOnly; SameSite=Strict";
+      `Path=${SESSION_PATH}; HttpOnly; SameSite=Strict`;
   }
 
   /**
@@ -109,7 +116,7 @@ export class AdminAuth {
 
 /** A `Set-Cookie` value that ends the session. */
 export function clearedSessionCookie(): string {
-  return `${SESSION_COOKIE}=; Max-Age=0; Path=/; HttpOnly; SameSite=Strict`;
+  return `${SESSION_COOKIE}=; Max-Age=0; Path=${SESSION_PATH}; HttpOnly; SameSite=Strict`;
 }
 
 function sha256(text: string): Buffer {

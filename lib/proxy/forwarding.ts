@@ -3,6 +3,7 @@
  * Content-Length, the upstream path, the request headers (hop-by-hop
  * removed, forwarding headers set) and the response headers for the client.
  */
+import { SESSION_COOKIE as ADMIN_SESSION_COOKIE } from "../admin/admin_auth.ts";
 import { GatewayError } from "../pipeline/errors.ts";
 import type { RequestContext } from "../pipeline/types.ts";
 import { encodeSegment } from "../routing/path.ts";
@@ -162,6 +163,13 @@ export function upstreamHeaders(ctx: RequestContext): Record<string, string> {
     }
     // Skipped rather than deleted later: `delete` turns the object into a slow dictionary.
     if (overrides !== undefined && name in overrides) return;
+    // The admin dashboard's session is Vanguard's own: a browser signed in on the admin
+    // port sends it to every port of that host, and no upstream may hold it.
+    if (name === "cookie" && value.includes(ADMIN_SESSION_COOKIE)) {
+      const kept = withoutCookie(value, ADMIN_SESSION_COOKIE);
+      if (kept !== "") out[name] = kept;
+      return;
+    }
     out[name] = value;
   });
   const prior = out["x-forwarded-for"];
@@ -203,3 +211,14 @@ export function copyClientHeaders(
 }
 
 const NONE: ReadonlySet<string> = new Set();
+
+/** A Cookie header without the cookies named `name`. */
+function withoutCookie(header: string, name: string): string {
+  return header.split(";")
+    .filter((part) => {
+      const eq = part.indexOf("=");
+      return (eq === -1 ? part : part.slice(0, eq)).trim() !== name;
+    })
+    .map((part) => part.trim())
+    .join("; ");
+}

@@ -169,6 +169,49 @@ Deno.test("admin token: the dashboard shows a sign-in form; the right token sets
   }
 });
 
+Deno.test("admin token: the session cookie is scoped to /dashboard and never reaches an upstream through the proxy", async () => {
+  const seen: (string | null)[] = [];
+  const upstream = startUpstream((req) => {
+    seen.push(req.headers.get("cookie"));
+    return new Response("x");
+  });
+  const gw = await guarded(upstream);
+  try {
+    // Signing in starts at /dashboard, where the cookie is sent.
+    const root = await request(`${gw.adminUrl}/`);
+    assert.equal(root.status, 303);
+    assert.equal(root.headers.get("location"), "/dashboard");
+    const right = await request(`${gw.adminUrl}/dashboard/login`, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({ token: TOKEN }).toString(),
+    });
+    const setCookie = right.headers.get("set-cookie")!;
+    assert.match(setCookie, /; Path=\/dashboard;/);
+    const session = setCookie.split(";")[0];
+
+    // Browsers scope cookies by host, not port: the proxy port on the same host gets it too.
+    const proxy = `http://127.0.0.1:${gw.gateway.proxyAddr.port}/app`;
+    for (
+      const [sent, forwarded] of [
+        [`theme=dark; ${session}; lang=en`, "theme=dark; lang=en"],
+        [session, null],
+        [`${session};theme=dark`, "theme=dark"],
+        ["theme=dark", "theme=dark"],
+      ] as const
+    ) {
+      const response = await fetch(proxy, { headers: { cookie: sent } });
+      await response.body?.cancel();
+      assert.equal(response.status, 200);
+      assert.equal(seen.at(-1), forwarded, sent);
+    }
+    assert.ok(!seen.some((c) => c?.includes(SESSION_COOKIE)), "no upstream saw the session");
+  } finally {
+    await gw.close();
+    await upstream.close();
+  }
+});
+
 Deno.test("AdminAuth: a session ends after SESSION_SECONDS; one from the future is not trusted", () => {
   let now = 1_000_000_000_000;
   const auth = new AdminAuth(TOKEN, { now: () => now });
