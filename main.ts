@@ -11,7 +11,12 @@ import { usage } from "./lib/cli/usage.ts";
 import { formatProblem, loadConfigFile, type LoadResult } from "./lib/config/load.ts";
 import type { Config, ConfigProblem } from "./lib/config/types.ts";
 import { runDemo } from "./lib/demo/demo.ts";
-import { createLogger, type Logger, resolveLogFormat } from "./lib/log/logger.ts";
+import {
+  createLogger,
+  type Logger,
+  type LogLineFormat,
+  resolveLogFormat,
+} from "./lib/log/logger.ts";
 import { startGateway } from "./lib/server/gateway.ts";
 import { startConfigReloader } from "./lib/server/reloader.ts";
 import { untilSignal } from "./lib/server/signals.ts";
@@ -142,7 +147,7 @@ async function start(path: string): Promise<number> {
       logger.error("config_invalid", { file: path, problems: result.problems.length });
       return 1;
     }
-    return await serve(result.config, path, logger);
+    return await serve(result.config, path, logger, format);
   });
 }
 
@@ -150,10 +155,11 @@ async function serve(
   config: Config,
   path: string,
   logger: Logger,
+  logFormat: LogLineFormat,
 ): Promise<number> {
   let gateway;
   try {
-    gateway = await startGateway({ config, logger });
+    gateway = await startGateway({ config, logger, logFormat });
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     logger.error("startup_failed", { message });

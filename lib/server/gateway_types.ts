@@ -1,4 +1,5 @@
 /** What starting a gateway takes, and what a running one offers. */
+import type { LogLineFormat } from "../log/logger.ts";
 import type { Metrics } from "../admin/metrics.ts";
 import type { ReloadLog } from "../admin/reload_log.ts";
 import type { Config } from "../config/types.ts";
@@ -43,6 +44,12 @@ export interface GatewayOptions {
    * to this thread and written by `logger`; tests read them from memory).
    */
   readonly workerLogs?: "stdout" | "logger";
+  /**
+   * The format worker threads write their own lines in: the one the main
+   * thread's logger was made with (`log.format` is read at start; a reload
+   * does not change it). Absent: resolved from the config's `log.format`.
+   */
+  readonly logFormat?: LogLineFormat;
   /** Worker pool timing (tests shrink it). */
   readonly workerTuning?: Partial<WorkerTuning>;
 }

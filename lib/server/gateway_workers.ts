@@ -1,4 +1,5 @@
 /** The gateway with its proxy in worker threads (`server.workers` above 1). */
+import { resolveLogFormat } from "../log/logger.ts";
 import { Metrics } from "../admin/metrics.ts";
 import { ReloadLog } from "../admin/reload_log.ts";
 import type { Config } from "../config/types.ts";
@@ -85,6 +86,7 @@ export async function startWithWorkers(options: GatewayOptions, count: number): 
     }),
     accessLog: options.accessLog ?? true,
     forwardLogs: options.workerLogs === "logger",
+    logFormat: options.logFormat ?? resolveLogFormat(options.config.log.format),
     jwksPolicy: options.jwksPolicy,
     tuning: options.workerTuning,
   });

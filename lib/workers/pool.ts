@@ -8,6 +8,7 @@
  *
  * @module
  */
+import type { LogLineFormat } from "../log/logger.ts";
 import type { CertificatePair } from "../gateway_api/tls_secret.ts";
 import type { Metrics, MetricsSnapshot } from "../admin/metrics.ts";
 import type { JwksCachePolicy } from "../auth/jwks.ts";
@@ -68,6 +69,8 @@ export interface WorkerPoolOptions {
   readonly accessLog: boolean;
   /** Worker log records go to `logger` instead of each worker's stdout. */
   readonly forwardLogs: boolean;
+  /** The format of the lines workers write themselves (fixed at start, as the main thread's). */
+  readonly logFormat: LogLineFormat;
   readonly jwksPolicy?: JwksCachePolicy;
   readonly tuning?: Partial<WorkerTuning>;
 }
@@ -412,6 +415,7 @@ export class WorkerPool {
       listen: { hostname: this.#options.listen.hostname, port },
       accessLog: this.#options.accessLog,
       forwardLogs: this.#options.forwardLogs,
+      logFormat: this.#options.logFormat,
       jwksPolicy: this.#options.jwksPolicy,
     });
     try {

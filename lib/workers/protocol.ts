@@ -10,7 +10,7 @@ import type { MetricsSnapshot } from "../admin/metrics.ts";
 import type { JwksCachePolicy } from "../auth/jwks.ts";
 import type { Config } from "../config/types.ts";
 import type { CertificatePair } from "../gateway_api/tls_secret.ts";
-import type { LogFields } from "../log/logger.ts";
+import type { LogFields, LogLineFormat } from "../log/logger.ts";
 import type { TableData } from "../routing/table.ts";
 
 /** What a worker thread starts from. */
@@ -31,6 +31,8 @@ export interface WorkerStart {
   readonly accessLog: boolean;
   /** Post each log record to the main thread (whose logger writes it) instead of writing stdout. */
   readonly forwardLogs: boolean;
+  /** The main thread's log format, fixed at its start (a restarted worker keeps it). */
+  readonly logFormat: LogLineFormat;
   readonly jwksPolicy?: JwksCachePolicy;
 }
 

@@ -12,7 +12,7 @@
  */
 import { Metrics } from "../admin/metrics.ts";
 import type { Config } from "../config/types.ts";
-import { type Logger, resolveLogFormat } from "../log/logger.ts";
+import type { Logger } from "../log/logger.ts";
 import { Balancer } from "../proxy/balancer.ts";
 import { UpstreamHealth } from "../proxy/health.ts";
 import { ServiceConcurrency } from "../proxy/in_flight.ts";
@@ -87,7 +87,7 @@ export class ProxyWorker {
     const { config } = start;
     const logger = workerLogger(start.index, {
       forward: start.forwardLogs ? post : undefined,
-      format: resolveLogFormat(config.log.format),
+      format: start.logFormat,
     });
     const metrics = new Metrics();
     const client = new UpstreamClient();
