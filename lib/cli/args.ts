@@ -5,7 +5,7 @@
  * @module
  */
 
-import { closestName } from "../config/did_you_mean.ts";
+import { didYouMean } from "../config/did_you_mean.ts";
 import { type CommandName, COMMANDS } from "./usage.ts";
 
 /** What the command line asks for. */
@@ -85,8 +85,7 @@ or to check it:
   deno task validate ${word}`,
     };
   }
-  const near = closestName(word, [...COMMANDS, "help"]);
-  const hint = near === undefined ? "" : `; did you mean ${quote(near)}?`;
+  const hint = didYouMean(word, [...COMMANDS, "help"]);
   return { kind: "error", message: `Unknown command ${quote(word)}${hint}` };
 }
 
@@ -144,11 +143,7 @@ function parseValidate(args: readonly string[], isFile: (path: string) => boolea
 }
 
 function unknownArgument(arg: string, known: readonly string[]): string {
-  const name = arg.split("=")[0];
-  const near = closestName(name, known);
-  return `Unknown argument ${quote(arg)}${
-    near === undefined ? "" : `; did you mean ${quote(near)}?`
-  }`;
+  return `Unknown argument ${quote(arg)}${didYouMean(arg.split("=")[0], known)}`;
 }
 
 function usageError(command: CommandName, message: string): Invocation {
