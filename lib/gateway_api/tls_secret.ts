@@ -15,8 +15,24 @@ export interface CertificatePair {
   readonly keyPem: string;
 }
 
+type PemPair = { certPem: string; keyPem: string } | { problem: string };
+
+/**
+ * Pairs already judged, by Secret object: every rebuild of the table (each
+ * EndpointSlice event, twice with status writing) asks again, and parsing
+ * the certificate and key is the costly part. The watch replaces an object
+ * when it changes, so a changed Secret is judged anew.
+ */
+const judged = new WeakMap<Secret, PemPair>();
+
 /** The PEM pair a TLS Secret holds, or why it holds none. */
-export function pemPair(secret: Secret): { certPem: string; keyPem: string } | { problem: string } {
+export function pemPair(secret: Secret): PemPair {
+  let pair = judged.get(secret);
+  if (pair === undefined) judged.set(secret, pair = judgePair(secret));
+  return pair;
+}
+
+function judgePair(secret: Secret): PemPair {
   const shown = `Secret ${secret.metadata.namespace}/${secret.metadata.name}`;
   if (secret.type !== "kubernetes.io/tls") {
     return { problem: `${shown} is of type ${secret.type ?? "Opaque"}, not kubernetes.io/tls` };
