@@ -13,8 +13,8 @@ import {
   type ConnectionEvents,
   type ConnectionOptions,
   listed,
-  MAX_NODE_LABELS,
   NodeCallError,
+  NodeLabels,
   type RedisClusterTarget,
   type RedisConnection,
   type ScriptCall,
@@ -62,7 +62,7 @@ export class ClusterConnection implements RedisConnection {
   readonly #cluster: WithScript<Cluster>;
   readonly #events: ConnectionEvents;
   readonly #describe: (error: unknown) => string;
-  readonly #labels = new Set<string>();
+  readonly #labels = new NodeLabels();
   /** Nodes whose last call failed: a success, or losing all their slots, ends that. */
   readonly #failing = new Set<string>();
 
@@ -149,10 +149,7 @@ export class ClusterConnection implements RedisConnection {
 
   node(partition: string): string {
     if (partition === "") return "cluster";
-    if (this.#labels.has(partition)) return partition;
-    if (this.#labels.size >= MAX_NODE_LABELS) return "other";
-    this.#labels.add(partition);
-    return partition;
+    return this.#labels.label(partition);
   }
 
   async run(

@@ -21,6 +21,7 @@ import {
   type ConnectionOptions,
   listed,
   NodeCallError,
+  NodeLabels,
   type RedisConnection,
   type RedisTarget,
   type ScriptCall,
@@ -112,7 +113,9 @@ class SingleConnection implements RedisConnection {
     options: ConnectionOptions & { address: string; nodeName: () => string },
   ) {
     this.address = options.address;
-    this.#nodeName = options.nodeName;
+    const labels = new NodeLabels();
+    // A Sentinel master's address changes at each failover: bounded like a cluster's nodes.
+    this.#nodeName = () => labels.label(options.nodeName());
     // defineCommand sends EVALSHA and falls back to EVAL on NOSCRIPT (after
     // a restart or SCRIPT FLUSH). Without numberOfKeys, each call gives its
     // own key count first.

@@ -154,3 +154,20 @@ export class NodeCallError extends Error {
     this.node = node;
   }
 }
+
+/**
+ * Node names as metric labels and log fields: the first MAX_NODE_LABELS
+ * names seen are kept, later ones are "other". A Sentinel master or a
+ * cluster node that comes back on a new address (a rescheduled pod) is a
+ * new name, so the set of label values stays bounded however often it does.
+ */
+export class NodeLabels {
+  readonly #seen = new Set<string>();
+
+  label(name: string): string {
+    if (this.#seen.has(name)) return name;
+    if (this.#seen.size >= MAX_NODE_LABELS) return "other";
+    this.#seen.add(name);
+    return name;
+  }
+}
