@@ -1,5 +1,6 @@
 /** What the admin listener reports on: the pieces of a running gateway it reads. */
 import type { Config } from "../config/types.ts";
+import type { Endpoint } from "../routing/table.ts";
 import type { TableView } from "../snapshot/switch.ts";
 import type { Metrics, MetricsSnapshot } from "./metrics.ts";
 import type { ReloadLog } from "./reload_log.ts";
@@ -10,6 +11,8 @@ export interface EndpointHealth {
   available(url: string): boolean;
   /** Whether an active health check has `url` marked down. */
   markedDown(url: string): boolean;
+  /** What the balancer picks from: the available endpoints, else all of them (panic mode). */
+  usable(endpoints: readonly Endpoint[]): readonly Endpoint[];
 }
 
 /** What the admin endpoints report on. */

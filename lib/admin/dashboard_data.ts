@@ -201,9 +201,7 @@ function serviceRows(
 ): ({ name: string } & Record<string, unknown>)[] {
   const rows: ({ name: string } & Record<string, unknown>)[] = [];
   for (const service of new Set(services.values())) {
-    // What the balancer picks from: the available ready endpoints, else all of them (panic).
-    const available = service.ready.filter((e) => health?.available(e.url) ?? true);
-    const serving = new Set(available.length > 0 ? available : service.ready);
+    const serving = new Set(health?.usable(service.ready) ?? service.ready);
     rows.push({
       name: service.name,
       source: service.source,
