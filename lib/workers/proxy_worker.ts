@@ -23,6 +23,7 @@ import {
   internalErrorResponder,
   pinnedHandler,
   publishEjected,
+  sleep,
 } from "../server/gateway_parts.ts";
 import { listenFailure, type ProxyListener, startListener } from "../server/listener.ts";
 import { buildRuntime, releaseRuntime, type Runtime, type RuntimeDeps } from "../server/runtime.ts";
@@ -278,17 +279,4 @@ export class ProxyWorker {
     this.#logger.flush();
     this.#post({ type: "stopped", drained });
   }
-}
-
-/** Resolves after `ms`, or at once when woken through `wakers` (shutdown). */
-function sleep(ms: number, wakers: Set<() => void>): Promise<void> {
-  return new Promise((resolve) => {
-    const wake = () => {
-      clearTimeout(timer);
-      wakers.delete(wake);
-      resolve();
-    };
-    const timer = setTimeout(wake, ms);
-    wakers.add(wake);
-  });
 }
