@@ -266,10 +266,7 @@ export class ListWatch<T extends KubeObject> {
   }
 
   #backoff(failures: number): number {
-    const { backoffInitialMs, backoffMaxMs } = this.#tuning;
-    const ceiling = Math.min(backoffMaxMs, backoffInitialMs * 2 ** Math.min(failures - 1, 20));
-    // Full jitter on the upper half, so many gateways do not retry in step.
-    return ceiling / 2 + Math.random() * ceiling / 2;
+    return backoffDelay(failures, this.#tuning.backoffInitialMs, this.#tuning.backoffMaxMs);
   }
 
   #pause(ms: number): Promise<void> {
@@ -458,4 +455,14 @@ async function statusError(response: Response, what: string): Promise<ApiStatusE
     `API server answered ${response.status} to ${what}${detail}`,
     Number.isFinite(retryAfter) && retryAfter > 0 ? Math.min(retryAfter, 300) * 1000 : undefined,
   );
+}
+
+/**
+ * The wait before retry number `failures` (1 or more): `initialMs` doubling
+ * up to `maxMs`, with full jitter on the upper half so many gateways do not
+ * retry in step. For every retry against the API server.
+ */
+export function backoffDelay(failures: number, initialMs: number, maxMs: number): number {
+  const ceiling = Math.min(maxMs, initialMs * 2 ** Math.min(failures - 1, 20));
+  return ceiling / 2 + Math.random() * ceiling / 2;
 }

@@ -13,6 +13,7 @@
  *
  * @module
  */
+import { backoffDelay } from "../discovery/list_watch.ts";
 import type { KubeAccess } from "../discovery/kube_access.ts";
 import { describeFailure } from "../discovery/list_watch.ts";
 import type { Logger } from "../log/logger.ts";
@@ -160,8 +161,7 @@ export class LeaderElection {
           });
         }
         // Retry sooner than the renew interval at first, then no more often than it.
-        delay = Math.min(this.#tuning.renewIntervalMs, 250 * 2 ** Math.min(failures - 1, 6));
-        delay = delay / 2 + Math.random() * delay / 2;
+        delay = backoffDelay(failures, 250, this.#tuning.renewIntervalMs);
       }
       // A holder that could not renew in time must stop acting before the others may take over.
       if (this.#leader && !this.isLeader) this.#setLeader(false);

@@ -13,6 +13,7 @@
  *
  * @module
  */
+import { backoffDelay } from "../discovery/list_watch.ts";
 import type { KubeAccess } from "../discovery/kube_access.ts";
 import { describeFailure } from "../discovery/list_watch.ts";
 import type { Logger } from "../log/logger.ts";
@@ -243,8 +244,7 @@ export class StatusWriter {
     if (this.#stopped || this.#retryTimer !== undefined) return;
     this.#failures++;
     const { retryInitialMs, retryMaxMs } = this.#tuning;
-    const ceiling = Math.min(retryMaxMs, retryInitialMs * 2 ** Math.min(this.#failures - 1, 20));
-    const delay = ceiling / 2 + Math.random() * ceiling / 2;
+    const delay = backoffDelay(this.#failures, retryInitialMs, retryMaxMs);
     this.#retryTimer = setTimeout(() => {
       this.#retryTimer = undefined;
       this.kick();
