@@ -12,6 +12,7 @@ import { formatProblem, loadConfigFile, type LoadResult } from "./lib/config/loa
 import type { Config, ConfigProblem } from "./lib/config/types.ts";
 import { runDemo } from "./lib/demo/demo.ts";
 import {
+  batchedStdout,
   createLogger,
   type Logger,
   type LogLineFormat,
@@ -41,7 +42,7 @@ async function main(args: string[]): Promise<number> {
     case "start":
       return await start(invocation.config);
     case "demo":
-      return await withLogger("auto", (logger) => runDemo(logger));
+      return await withLogger(resolveLogFormat("auto"), (logger) => runDemo(logger));
     case "apikey":
       return apikey(invocation.id);
   }
@@ -59,10 +60,11 @@ function isFile(path: string): boolean {
 
 /** Runs `body` with the logger of `format`, flushed at the end. */
 async function withLogger(
-  format: Parameters<typeof resolveLogFormat>[0],
+  format: LogLineFormat,
   body: (logger: Logger) => Promise<number>,
+  sink: { lineAtomic?: boolean } = {},
 ): Promise<number> {
-  const logger = createLogger(resolveLogFormat(format));
+  const logger = createLogger(format, batchedStdout(sink));
   try {
     return await body(logger);
   } finally {
@@ -148,6 +150,9 @@ async function start(path: string): Promise<number> {
       return 1;
     }
     return await serve(result.config, path, logger, format);
+  }, {
+    // Worker threads write the same stdout: every thread's writes are whole lines then.
+    lineAtomic: result.ok && result.config.server.workers !== 1,
   });
 }
 

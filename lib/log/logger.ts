@@ -23,12 +23,31 @@ export interface Logger {
 
 const encoder = new TextEncoder();
 
+/** POSIX: a write to a pipe of at most this many bytes is never interleaved with another's. */
+export const PIPE_BUF = 4096;
+
+/**
+ * Where a write starting at `start` ends: the end of the last whole line
+ * within `limit` bytes (one longer line alone, whole), or the end.
+ */
+export function writeEnd(bytes: Uint8Array, start: number, limit: number): number {
+  if (bytes.length - start <= limit) return bytes.length;
+  const last = bytes.lastIndexOf(0x0a, start + limit - 1);
+  if (last >= start) return last + 1;
+  const next = bytes.indexOf(0x0a, start + limit);
+  return next === -1 ? bytes.length : next + 1;
+}
+
 /**
  * Lines to stdout, batched: one write per 32 KB or per 50 ms instead of one
  * per line, which at thousands of requests a second is most of the cost of
  * an access log. Lines of level warn and error are written at once.
+ * `lineAtomic` (several threads share stdout: `server.workers`): each write
+ * is whole lines of at most PIPE_BUF bytes, which a pipe (a container's log)
+ * never interleaves mid-line with another thread's.
  */
-export function batchedStdout(): LogSink {
+export function batchedStdout(options: { lineAtomic?: boolean } = {}): LogSink {
+  const limit = options.lineAtomic ? PIPE_BUF : Infinity;
   let pending: string[] = [];
   let size = 0;
   let timer: number | undefined;
@@ -39,8 +58,13 @@ export function batchedStdout(): LogSink {
     const bytes = encoder.encode(pending.join(""));
     pending = [];
     size = 0;
-    let offset = 0;
-    while (offset < bytes.length) offset += Deno.stdout.writeSync(bytes.subarray(offset));
+    let start = 0;
+    while (start < bytes.length) {
+      const end = writeEnd(bytes, start, limit);
+      let offset = start;
+      while (offset < end) offset += Deno.stdout.writeSync(bytes.subarray(offset, end));
+      start = end;
+    }
   }
   return {
     write(line, urgent) {
