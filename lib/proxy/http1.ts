@@ -89,8 +89,9 @@ export class BufferedReader {
     let scanned = 3;
     for (;;) {
       const b = this.#buffer;
-      for (let i = this.#start + scanned; i < this.#end; i++) {
-        if (b[i] === LF && b[i - 1] === CR && b[i - 2] === LF && b[i - 3] === CR) {
+      // Each LF (the native search, not a byte loop) that ends CR LF CR LF.
+      for (let i = b.indexOf(LF, this.#start + scanned); i !== -1 && i < this.#end;) {
+        if (b[i - 1] === CR && b[i - 2] === LF && b[i - 3] === CR) {
           if (i - 3 - this.#start > limit) {
             throw new ProtocolError(`Upstream response head is larger than ${limit} bytes`);
           }
@@ -98,6 +99,7 @@ export class BufferedReader {
           this.#start = i + 1;
           return head;
         }
+        i = b.indexOf(LF, i + 1);
       }
       scanned = Math.max(3, this.#end - this.#start);
       if (this.#end - this.#start > limit) {
@@ -194,10 +196,10 @@ export interface ResponseHead {
   readonly connectionClose: boolean;
 }
 
-/** RFC 9110 token characters, by char code. */
-const TOKEN = new Uint8Array(128);
+/** RFC 9110 token characters, by char code (1: a token character). */
+export const TOKEN: Readonly<Uint8Array> = new Uint8Array(128);
 for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") {
-  TOKEN[c.charCodeAt(0)] = 1;
+  (TOKEN as Uint8Array)[c.charCodeAt(0)] = 1;
 }
 
 /** Whether `name` is a valid header field name (an RFC 9110 token). */
@@ -227,7 +229,30 @@ export function isFieldValue(value: string): boolean {
   return first !== 0x20 && first !== 0x09 && last !== 0x20 && last !== 0x09;
 }
 
-const STATUS_LINE = /^HTTP\/1\.([01]) ([1-5]\d\d)(?: [\t\x20-\x7e\x80-\xff]*)?$/;
+/**
+ * `HTTP/1.x NNN[ reason]`: version 1.0 or 1.1, a status of 100-599, and a
+ * reason of tabs, spaces, visible ASCII and obs-text. Char checks, no regex.
+ */
+function isStatusLine(line: string): boolean {
+  if (line.length < 12 || !line.startsWith("HTTP/1.")) return false;
+  const minor = line.charCodeAt(7);
+  const hundreds = line.charCodeAt(9);
+  if ((minor !== 0x30 && minor !== 0x31) || line.charCodeAt(8) !== 0x20) return false;
+  if (hundreds < 0x31 || hundreds > 0x35 || !isDigit(line.charCodeAt(10))) return false;
+  if (!isDigit(line.charCodeAt(11))) return false;
+  if (line.length === 12) return true;
+  if (line.charCodeAt(12) !== 0x20) return false;
+  for (let i = 13; i < line.length; i++) {
+    const c = line.charCodeAt(i);
+    if ((c < 0x20 && c !== 0x09) || c === 0x7f || c > 0xff) return false;
+  }
+  return true;
+}
+
+function isDigit(c: number): boolean {
+  return c >= 0x30 && c <= 0x39;
+}
+
 const DIGITS = /^\d{1,15}$/;
 
 /**
@@ -239,8 +264,8 @@ const DIGITS = /^\d{1,15}$/;
  */
 export function parseResponseHead(bytes: Uint8Array): ResponseHead {
   const lines = latin1(bytes).split("\r\n");
-  const status = STATUS_LINE.exec(lines[0]);
-  if (status === null) throw new ProtocolError("Upstream sent an invalid status line");
+  const statusLine = lines[0];
+  if (!isStatusLine(statusLine)) throw new ProtocolError("Upstream sent an invalid status line");
   const rawHeaders: string[] = [];
   let contentLength: number | undefined;
   let codings: string[] | undefined;
@@ -256,6 +281,9 @@ export function parseResponseHead(bytes: Uint8Array): ResponseHead {
       throw new ProtocolError(`Upstream sent an invalid value for header "${name}"`);
     }
     rawHeaders.push(name, value);
+    // Only the three names that decide framing are compared, by length first.
+    const length = name.length;
+    if (length !== 14 && length !== 17 && length !== 10) continue;
     const lower = name.toLowerCase();
     if (lower === "content-length") {
       // A list of one repeated value is the same length said twice (RFC 9110 8.6).
@@ -277,7 +305,7 @@ export function parseResponseHead(bytes: Uint8Array): ResponseHead {
       connection += "," + value.toLowerCase();
     }
   }
-  const http10 = status[1] === "0";
+  const http10 = statusLine.charCodeAt(7) === 0x30;
   let connectionClose = connection.includes("close") ||
     (http10 && !connection.includes("keep-alive"));
   let framing: Framing = contentLength !== undefined ? "length" : "close";
@@ -303,7 +331,8 @@ export function parseResponseHead(bytes: Uint8Array): ResponseHead {
     }
   }
   return {
-    status: Number(status[2]),
+    status: (statusLine.charCodeAt(9) - 0x30) * 100 + (statusLine.charCodeAt(10) - 0x30) * 10 +
+      statusLine.charCodeAt(11) - 0x30,
     http10,
     rawHeaders,
     contentLength,
@@ -350,15 +379,12 @@ export function latin1(bytes: Uint8Array): string {
 /**
  * Encodes a head written by us as bytes, one per character: values were
  * checked to be field syntax, so a character is at most 0xFF (obs-text, one
- * byte on the wire). Pure ASCII, the usual case, goes through the native
- * encoder, whose bytes are the same then.
+ * byte on the wire). A plain loop: for a few hundred bytes it is cheaper
+ * than a call into the native encoder, and needs no ASCII check first.
  */
 export function ascii(text: string): Uint8Array {
-  if (!BEYOND_ASCII.test(text)) return UTF8.encode(text);
-  const bytes = new Uint8Array(text.length);
-  for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i) & 0xff;
+  const n = text.length;
+  const bytes = new Uint8Array(n);
+  for (let i = 0; i < n; i++) bytes[i] = text.charCodeAt(i);
   return bytes;
 }
-
-const UTF8 = new TextEncoder();
-const BEYOND_ASCII = /[\x80-\uffff]/;

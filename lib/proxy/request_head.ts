@@ -3,7 +3,7 @@
  * one place a request's method, target and headers become bytes.
  */
 import type { UpstreamRequest } from "./exchange.ts";
-import { ascii, isFieldName, isFieldValue } from "./http1.ts";
+import { isFieldName, TOKEN } from "./http1.ts";
 import { UpstreamError } from "./upstream_error.ts";
 
 const BODYLESS_METHODS_WITH_LENGTH = new Set(["POST", "PUT", "PATCH"]);
@@ -14,16 +14,24 @@ const BODYLESS_METHODS_WITH_LENGTH = new Set(["POST", "PUT", "PATCH"]);
  * value that is not valid HTTP/1.1 syntax, whatever its source: a JWT claim,
  * a plugin, the config or the client. A CR or LF in a value would otherwise
  * start a header or a whole request of the sender's choosing.
+ *
+ * Each piece is checked as it is copied into bytes (one pass per character,
+ * no head string built and then encoded).
  */
 export function requestHead(req: UpstreamRequest, host: string): Uint8Array {
+  const head = new HeadBytes();
   if (!isFieldName(req.method) || !isRequestTarget(req.path)) {
     throw invalidRequest("The request method or target is not valid HTTP/1.1 syntax");
   }
+  head.ascii(req.method);
+  head.ascii(" ");
+  head.ascii(req.path);
+  head.ascii(" HTTP/1.1\r\nhost: ");
   const sentHost = req.host ?? host;
-  if (!isFieldValue(sentHost) || sentHost === "") {
+  if (sentHost === "" || !head.value(sentHost)) {
     throw invalidRequest("The Host is not valid HTTP field syntax");
   }
-  let head = `${req.method} ${req.path} HTTP/1.1\r\nhost: ${sentHost}\r\n`;
+  head.ascii("\r\n");
   let hasLength = false;
   for (const name in req.headers) {
     if (name === "host" || name === "transfer-encoding") continue;
@@ -31,19 +39,90 @@ export function requestHead(req: UpstreamRequest, host: string): Uint8Array {
       if (req.body === null) continue;
       hasLength = true;
     }
-    const value = req.headers[name];
-    if (!isFieldName(name)) throw invalidRequest("A header name is not a valid HTTP token");
-    if (!isFieldValue(value)) {
+    if (!head.name(name)) throw invalidRequest("A header name is not a valid HTTP token");
+    head.ascii(": ");
+    if (!head.value(req.headers[name])) {
       throw invalidRequest(`Header "${name}" has a value that is not valid HTTP field syntax`);
     }
-    head += `${name}: ${value}\r\n`;
+    head.ascii("\r\n");
   }
-  if (req.body !== null && !hasLength) head += "transfer-encoding: chunked\r\n";
+  if (req.body !== null && !hasLength) head.ascii("transfer-encoding: chunked\r\n");
   if (req.body === null && BODYLESS_METHODS_WITH_LENGTH.has(req.method)) {
-    head += "content-length: 0\r\n";
+    head.ascii("content-length: 0\r\n");
   }
-  return ascii(head + "\r\n");
+  head.ascii("\r\n");
+  return head.take();
 }
+
+/**
+ * Bytes of one head, in a scratch buffer shared by all heads (a head is
+ * built start to finish in one synchronous call, then copied out).
+ */
+class HeadBytes {
+  #bytes = scratch;
+  #size = 0;
+
+  /** Text already known to be valid (literals, a checked method or target). */
+  ascii(text: string): void {
+    const bytes = this.#room(text.length);
+    let at = this.#size;
+    for (let i = 0; i < text.length; i++) bytes[at++] = text.charCodeAt(i);
+    this.#size = at;
+  }
+
+  /** A header name, copied if it is an RFC 9110 token; false (nothing kept) if not. */
+  name(name: string): boolean {
+    const n = name.length;
+    if (n === 0) return false;
+    const bytes = this.#room(n);
+    const at = this.#size;
+    for (let i = 0; i < n; i++) {
+      const c = name.charCodeAt(i);
+      if (c >= 128 || TOKEN[c] === 0) return false;
+      bytes[at + i] = c;
+    }
+    this.#size = at + n;
+    return true;
+  }
+
+  /**
+   * A header value, copied if it is field syntax (as isFieldValue in http1.ts: no
+   * controls but tab, obs-text as one byte each, no white space at either
+   * end); false (nothing kept) if not.
+   */
+  value(value: string): boolean {
+    const n = value.length;
+    if (n === 0) return true;
+    const bytes = this.#room(n);
+    const at = this.#size;
+    for (let i = 0; i < n; i++) {
+      const c = value.charCodeAt(i);
+      if ((c < 0x20 && c !== 0x09) || c === 0x7f || c > 0xff) return false;
+      bytes[at + i] = c;
+    }
+    const first = bytes[at];
+    const last = bytes[at + n - 1];
+    if (first === 0x20 || first === 0x09 || last === 0x20 || last === 0x09) return false;
+    this.#size = at + n;
+    return true;
+  }
+
+  /** A copy of the head's bytes. */
+  take(): Uint8Array {
+    return this.#bytes.slice(0, this.#size);
+  }
+
+  #room(n: number): Uint8Array {
+    if (this.#size + n > this.#bytes.length) {
+      const bigger = new Uint8Array(Math.max(this.#bytes.length * 2, this.#size + n));
+      bigger.set(this.#bytes.subarray(0, this.#size));
+      this.#bytes = scratch = bigger;
+    }
+    return this.#bytes;
+  }
+}
+
+let scratch = new Uint8Array(8 * 1024);
 
 function invalidRequest(message: string): UpstreamError {
   return new UpstreamError("invalid_request", message, {
