@@ -1,3 +1,4 @@
+import { directLink } from "../pipeline/compose.ts";
 import type { Metrics } from "../admin/metrics.ts";
 import { type Authenticator, AuthError } from "../auth/authenticator.ts";
 import type { Middleware } from "../pipeline/types.ts";
@@ -11,9 +12,9 @@ export function authenticate(deps: { authenticator: Authenticator; metrics: Metr
   const { authenticator, metrics } = deps;
   const strip = Object.fromEntries(authenticator.credentialHeaders.map((name) => [name, null]));
 
-  return async function authenticate(ctx, next) {
+  return directLink(async function authenticate(ctx, rest) {
     const route = ctx.route;
-    if (route === undefined || !route.authRequired) return next();
+    if (route === undefined || !route.authRequired) return rest(ctx);
     try {
       ctx.consumer = await authenticator.authenticate(ctx.request.headers);
     } catch (error) {
@@ -23,6 +24,6 @@ export function authenticate(deps: { authenticator: Authenticator; metrics: Metr
       throw error;
     }
     if (!route.forwardCredentials) ctx.upstreamHeaders = { ...ctx.upstreamHeaders, ...strip };
-    return next();
-  };
+    return rest(ctx);
+  });
 }

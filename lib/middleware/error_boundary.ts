@@ -1,3 +1,4 @@
+import { directLink } from "../pipeline/compose.ts";
 import type { Logger } from "../log/logger.ts";
 import { GatewayError } from "../pipeline/errors.ts";
 import type { Middleware, RequestContext } from "../pipeline/types.ts";
@@ -10,9 +11,9 @@ import type { Middleware, RequestContext } from "../pipeline/types.ts";
 export function errorBoundary(deps: { logger: Logger }): Middleware {
   const { logger } = deps;
 
-  return async function errorBoundary(ctx, next) {
+  return directLink(async function errorBoundary(ctx, rest) {
     try {
-      return await next();
+      return await rest(ctx);
     } catch (error) {
       if (error instanceof GatewayError) {
         if (error.status >= 500) {
@@ -33,7 +34,7 @@ export function errorBoundary(deps: { logger: Logger }): Middleware {
         new GatewayError(500, "internal_error", "The gateway failed to handle this request"),
       );
     }
-  };
+  });
 }
 
 /** The JSON error body every error response shares. */

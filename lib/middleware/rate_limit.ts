@@ -1,3 +1,4 @@
+import { directLink } from "../pipeline/compose.ts";
 import type { Metrics } from "../admin/metrics.ts";
 import { GatewayError } from "../pipeline/errors.ts";
 import type { Middleware, RequestContext } from "../pipeline/types.ts";
@@ -19,10 +20,10 @@ export function rateLimit(deps: { limiter: RateLimitBackend; metrics: Metrics })
   const { limiter, metrics } = deps;
   const policies = new WeakMap<RouteEntry, string>();
 
-  return async function rateLimit(ctx, next) {
+  return directLink(async function rateLimit(ctx, rest) {
     const route = ctx.route;
     const policy = route?.rateLimit;
-    if (route === undefined || policy === undefined) return next();
+    if (route === undefined || policy === undefined) return rest(ctx);
     let policyHeader = policies.get(route);
     if (policyHeader === undefined) {
       policyHeader = `"${route.id}";q=${policy.requestsPerPeriod};w=${policy.periodSeconds}`;
@@ -56,10 +57,10 @@ export function rateLimit(deps: { limiter: RateLimitBackend; metrics: Metrics })
       }
     }
     metrics.rateLimitAdmitted.inc({ route: route.id });
-    const response = await next();
+    const response = await rest(ctx);
     for (const [name, value] of Object.entries(headers)) response.headers.set(name, value);
     return response;
-  };
+  });
 }
 
 /**

@@ -1,3 +1,4 @@
+import { directLink } from "../pipeline/compose.ts";
 import { GatewayError } from "../pipeline/errors.ts";
 import type { Middleware } from "../pipeline/types.ts";
 import { requestHost } from "../routing/match.ts";
@@ -12,7 +13,7 @@ import { canonicalizePath, isRejection } from "../routing/path.ts";
  * host is the authority of `request.url` (see requestHost()).
  */
 export function matchRoute(): Middleware {
-  return function matchRoute(ctx, next) {
+  return directLink(function matchRoute(ctx, rest) {
     const canonical = canonicalizePath(ctx.rawPath);
     if (isRejection(canonical)) {
       return Promise.reject(new GatewayError(400, "bad_request", canonical.rejected));
@@ -33,6 +34,6 @@ export function matchRoute(): Middleware {
       return Promise.reject(new GatewayError(404, "route_not_found", "No route matches this path"));
     }
     ctx.route = route;
-    return next();
-  };
+    return rest(ctx);
+  });
 }

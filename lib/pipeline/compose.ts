@@ -1,5 +1,23 @@
 import type { Handler, Middleware, RequestContext } from "./types.ts";
 
+const DIRECT = Symbol("direct link");
+
+/** A link that calls the rest of the chain itself: `rest(ctx)` at most once, by construction. */
+export type DirectLink = (ctx: RequestContext, rest: Handler) => Promise<Response>;
+
+/**
+ * A built-in link written as a {@linkcode DirectLink}. It is an ordinary
+ * Middleware to whoever calls it with `next`; compose() calls the direct
+ * form, which needs no guard closure per request (the guard is for
+ * middleware from plugins and config, which could call `next()` twice).
+ */
+export function directLink(link: DirectLink): Middleware {
+  const middleware = (ctx: RequestContext, next: () => Promise<Response>) =>
+    link(ctx, () => next());
+  Object.defineProperty(middleware, "name", { value: link.name });
+  return Object.assign(middleware, { [DIRECT]: link });
+}
+
 /**
  * Composes middleware into one handler, once per snapshot: the chain is
  * built when a config or routing table is applied, not per request.
@@ -12,7 +30,14 @@ export function compose(middleware: readonly Middleware[], handler: Handler): Ha
   for (let i = middleware.length - 1; i >= 0; i--) {
     const link = middleware[i];
     const rest = run;
-    run = function chained(ctx: RequestContext): Promise<Response> {
+    const direct = (link as { [DIRECT]?: DirectLink })[DIRECT];
+    if (direct !== undefined) {
+      run = function chained(ctx: RequestContext): Promise<Response> {
+        return direct(ctx, rest);
+      };
+      continue;
+    }
+    run = function guarded(ctx: RequestContext): Promise<Response> {
       let called = false;
       return link(ctx, function next() {
         if (called) {

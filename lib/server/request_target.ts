@@ -21,6 +21,7 @@
  * up in the path except the target's own path. Deno does not say which HTTP
  * version a request used; it does refuse two Host headers itself (400).
  */
+import { directLink } from "../pipeline/compose.ts";
 import { GatewayError } from "../pipeline/errors.ts";
 import type { Middleware, RequestContext } from "../pipeline/types.ts";
 
@@ -179,10 +180,10 @@ export interface TargetChecked {
  * before anything routes on its path.
  */
 export function refuseBadTarget(): Middleware {
-  return function refuseBadTarget(ctx: RequestContext & Partial<TargetChecked>, next) {
+  return directLink(function refuseBadTarget(ctx: RequestContext & Partial<TargetChecked>, rest) {
     const refusal = ctx.targetRefusal;
-    return refusal === undefined ? next() : Promise.reject(refusal);
-  };
+    return refusal === undefined ? rest(ctx) : Promise.reject(refusal);
+  });
 }
 
 function refused(refusal: GatewayError): RequestTarget {
