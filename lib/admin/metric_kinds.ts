@@ -155,6 +155,25 @@ export class Counter extends NumberMetric {
   inc(labels: Labels = {}, by = 1): void {
     this.addTo(labels, by);
   }
+
+  /** The series with these labels, to add to without a lookup each time (counters are never reset). */
+  child(labels: Labels): NumberChild {
+    return new NumberChild(this.entry(labels, () => 0));
+  }
+}
+
+/** One series of a counter or gauge, held: updates need no label lookup. */
+export class NumberChild {
+  readonly #series: Series<number>;
+
+  constructor(series: Series<number>) {
+    this.#series = series;
+  }
+
+  /** Adds `by` (default 1; a gauge's may be negative). */
+  add(by = 1): void {
+    this.#series.value += by;
+  }
 }
 
 /** A value that goes up and down. */
@@ -176,9 +195,14 @@ export class Gauge extends NumberMetric {
     this.addTo(labels, by);
   }
 
-  /** Removes every series (before re-setting from a new snapshot). */
+  /** Removes every series (before re-setting from a new snapshot); held children are not reset with it. */
   reset(): void {
     this.series.clear();
+  }
+
+  /** The series with these labels, held (for a gauge that is never reset). */
+  child(labels: Labels): NumberChild {
+    return new NumberChild(this.entry(labels, () => 0));
   }
 }
 
@@ -193,20 +217,20 @@ export class Histogram extends Metric<HistogramValue> {
 
   /** Records one observation. */
   observe(labels: Labels, value: number): void {
-    const series = this.entry(labels, () => ({
+    record(this.buckets, this.#entry(labels).value, value);
+  }
+
+  /** The series with these labels, to observe into without a lookup each time. */
+  child(labels: Labels): HistogramChild {
+    return new HistogramChild(this.buckets, this.#entry(labels).value);
+  }
+
+  #entry(labels: Labels): Series<HistogramValue> {
+    return this.entry(labels, () => ({
       counts: new Array(this.buckets.length).fill(0),
       sum: 0,
       count: 0,
     }));
-    const v = series.value;
-    for (let i = 0; i < this.buckets.length; i++) {
-      if (value <= this.buckets[i]) {
-        v.counts[i]++;
-        break;
-      }
-    }
-    v.sum += value;
-    v.count++;
   }
 
   protected copy(value: HistogramValue): HistogramValue {
@@ -236,6 +260,33 @@ export class Histogram extends Metric<HistogramValue> {
     }
     return out;
   }
+}
+
+/** One series of a histogram, held. */
+export class HistogramChild {
+  readonly #buckets: readonly number[];
+  readonly #value: HistogramValue;
+
+  constructor(buckets: readonly number[], value: HistogramValue) {
+    this.#buckets = buckets;
+    this.#value = value;
+  }
+
+  /** Records one observation. */
+  observe(value: number): void {
+    record(this.#buckets, this.#value, value);
+  }
+}
+
+function record(buckets: readonly number[], into: HistogramValue, value: number): void {
+  for (let i = 0; i < buckets.length; i++) {
+    if (value <= buckets[i]) {
+      into.counts[i]++;
+      break;
+    }
+  }
+  into.sum += value;
+  into.count++;
 }
 
 function header(metric: Metric<unknown>, type: string): string {

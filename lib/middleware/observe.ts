@@ -1,3 +1,5 @@
+import { directLink } from "../pipeline/compose.ts";
+import type { HistogramChild, NumberChild } from "../admin/metric_kinds.ts";
 import type { Metrics } from "../admin/metrics.ts";
 import type { Logger } from "../log/logger.ts";
 import type { BodyOutcome, Middleware, RequestContext } from "../pipeline/types.ts";
@@ -15,35 +17,59 @@ export function observe(
   const { logger, metrics } = deps;
   const sample = deps.accessLogSample ?? 1;
   const accessLog = deps.accessLog && sample > 0;
+  const inFlight = metrics.inFlight.child({});
+  /** The series of each route and status, held: no label lookup per request. */
+  const byRoute = new Map<string, Map<number, RouteSeries>>();
+  function seriesFor(route: string, status: number): RouteSeries {
+    let statuses = byRoute.get(route);
+    if (statuses === undefined) byRoute.set(route, statuses = new Map());
+    let series = statuses.get(status);
+    if (series === undefined) {
+      const labels = { route, status: String(status) };
+      series = {
+        requests: metrics.requests.child(labels),
+        duration: metrics.duration.child(labels),
+      };
+      statuses.set(status, series);
+    }
+    return series;
+  }
 
-  return async function observe(ctx, next) {
-    metrics.inFlight.add({}, 1);
+  return directLink(async function observe(ctx, rest) {
+    inFlight.add(1);
     let response: Response;
     try {
-      response = await next();
+      response = await rest(ctx);
     } catch (error) {
       // The error boundary sits right inside; reaching here is a bug in it.
-      metrics.inFlight.add({}, -1);
+      inFlight.add(-1);
       throw error;
     }
     const finish = (outcome: BodyOutcome) => {
-      metrics.inFlight.add({}, -1);
+      inFlight.add(-1);
       const seconds = (performance.now() - ctx.startedAt) / 1000;
-      const route = ctx.route?.id ?? "";
-      const status = String(response.status);
-      metrics.requests.inc({ route, status });
-      metrics.duration.observe({ route, status }, seconds);
+      const status = response.status;
+      const series = seriesFor(ctx.route?.id ?? "", status);
+      series.requests.add();
+      series.duration.observe(seconds);
       if (accessLog && (sample >= 1 || Math.random() < sample)) {
-        logger.info("request", accessRecord(ctx, response.status, seconds, outcome));
+        logger.info("request", accessRecord(ctx, status, seconds, outcome));
       }
     };
     if (ctx.bodyDone !== undefined) ctx.bodyDone.then(finish);
-    else {finish({
+    else {
+      finish({
         outcome: "complete",
         bytes: Number(response.headers.get("content-length") ?? 0),
-      });}
+      });
+    }
     return response;
-  };
+  });
+}
+
+interface RouteSeries {
+  readonly requests: NumberChild;
+  readonly duration: HistogramChild;
 }
 
 function accessRecord(
