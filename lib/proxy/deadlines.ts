@@ -30,15 +30,25 @@ export class Deadlines {
     return deadline;
   }
 
-  /** (Re)arms `deadline` to fire once, `ms` from now, unless cancelled. */
+  /**
+   * (Re)arms `deadline` to fire once, about `ms` from now, unless
+   * cancelled. While the timer runs, "now" is the last tick's clock reading
+   * plus one resolution, which is the real time give or take a tick (more
+   * when a busy event loop delays the tick): a request arms two or three
+   * deadlines, and reading the clock is a call into the runtime each time.
+   */
   arm(deadline: Deadline, ms: number): void {
-    deadline.at = performance.now() + ms;
-    this.#pending.add(deadline);
     if (this.#timer === undefined) {
       this.#timer = setInterval(() => this.#tick(), this.#resolutionMs) as unknown as number;
       Deno.unrefTimer(this.#timer);
+      this.#clock = performance.now();
     }
+    deadline.at = this.#clock + this.#resolutionMs + ms;
+    this.#pending.add(deadline);
   }
+
+  /** performance.now() at the last tick (or when the timer started). */
+  #clock = 0;
 
   /** Forgets a deadline (idempotent). */
   cancel(deadline: Deadline): void {
@@ -52,7 +62,7 @@ export class Deadlines {
   }
 
   #tick(): void {
-    const now = performance.now();
+    const now = this.#clock = performance.now();
     for (const deadline of this.#pending) {
       if (deadline.at <= now) {
         this.#pending.delete(deadline);

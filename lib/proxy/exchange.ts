@@ -106,6 +106,8 @@ export class Exchange implements Claim, BodyControl, Deadline {
   #reusable = false;
   #stalled = false;
   #writeStall: Deadline | undefined;
+  /** The connection went back to the pool or was closed after the response. */
+  #released = false;
 
   constructor(req: UpstreamRequest, parts: ExchangeParts) {
     this.#req = req;
@@ -119,6 +121,8 @@ export class Exchange implements Claim, BodyControl, Deadline {
 
   /** The request's signal aborted: the client went away. */
   handleEvent(): void {
+    // Released: the connection may already carry another client's exchange.
+    if (this.#released) return;
     this.#fail("aborted", "Client went away");
   }
 
@@ -265,7 +269,10 @@ export class Exchange implements Claim, BodyControl, Deadline {
   /** The response ended, cleanly or not: pools or closes the connection (see BodyControl). */
   release(clean: boolean): void {
     const connection = this.#connection!;
-    this.#req.signal.removeEventListener("abort", this);
+    // The abort listener stays (removing it costs more than the request's
+    // signal, which goes with the request, keeping this object): it is a
+    // no-op from here.
+    this.#released = true;
     // Reuse only a connection whose exchange is over in both directions:
     // an upstream that answered before reading the whole request body
     // leaves the connection in an unknown state.

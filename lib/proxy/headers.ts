@@ -16,15 +16,17 @@ const HOP_BY_HOP = new Set([
 ]);
 
 /** The header names a `Connection` value lists, lower-cased; empty when there are none. */
-export function connectionNamed(connection: string | null | undefined): Set<string> {
+export function connectionNamed(connection: string | null | undefined): ReadonlySet<string> {
+  if (!connection) return NONE;
   const named = new Set<string>();
-  if (!connection) return named;
   for (const token of connection.split(",")) {
     const name = token.trim().toLowerCase();
     if (name) named.add(name);
   }
   return named;
 }
+
+const NONE: ReadonlySet<string> = new Set();
 
 /** True for a lower-cased header name that is never forwarded. */
 export function isHopByHop(name: string, named: ReadonlySet<string>): boolean {

@@ -6,7 +6,7 @@ import type { Endpoint, RouteEntry, RoutingTable } from "../routing/table.ts";
 import { Balancer } from "./balancer.ts";
 import { isWebSocketUpgrade, proxyWebSocket } from "./websocket.ts";
 import {
-  copyClientHeaders,
+  clientHeaders,
   declaredLength,
   upstreamHeaders,
   upstreamHost,
@@ -164,7 +164,6 @@ export function serviceProxies(
         if (length !== undefined && length > maxBodyBytes) throw payloadTooLarge(maxBodyBytes);
         const source = ctx.requestBody !== undefined ? ctx.requestBody : ctx.request.body;
         const body = source === null ? null : new ReplayableBody(source, retryBufferBytes);
-        const replayable = () => body === null || body.replayable;
 
         const noteRetry = (from: string, why: { kind?: string; status?: number }) => {
           metrics.upstreamRetries.inc({ service: serviceName });
@@ -178,7 +177,8 @@ export function serviceProxies(
         // Configured retries: only where a second try cannot do what the first did twice.
         const retriesAllowed = settings.retries > 0 && source === null &&
           IDEMPOTENT.has(ctx.request.method);
-        const tried = new Set<string>();
+        /** The endpoints tried so far; made at the first failure (most requests have none). */
+        let tried: Set<string> | undefined;
         /** Another endpoint when one exists, else the same one again. */
         const retryTarget = (last: Endpoint) =>
           balancer.pick(ready, tried) ?? balancer.pick(ready, last.url) ?? last;
@@ -192,7 +192,7 @@ export function serviceProxies(
         let fresh = false;
         let unseenRetries = 0;
         for (let attempt = 0;; attempt++) {
-          tried.add(endpoint.url);
+          tried?.add(endpoint.url);
           const end = balancer.begin(endpoint.url);
           ctx.upstream = endpoint.url;
           let response: UpstreamResponse;
@@ -210,10 +210,11 @@ export function serviceProxies(
               fresh,
               caCerts: settings.caCerts,
               maxBodyBytes,
-              onBodyBytes: (total) => ctx.bytesIn = total,
+              onBodyBytes: body === null ? undefined : (total) => ctx.bytesIn = total,
             });
           } catch (error) {
             end();
+            tried ??= new Set([endpoint.url]);
             if (!(error instanceof UpstreamError)) throw error;
             if (error.kind === "body_too_large") throw payloadTooLarge(maxBodyBytes);
             if (error.kind === "invalid_request") {
@@ -235,7 +236,10 @@ export function serviceProxies(
               !error.responseStarted;
             // A pooled connection the peer had closed says nothing about the endpoint's health.
             if (FAILURE_KINDS.has(error.kind) && !stale) reportFailure(endpoint.url);
-            if (replayable() && unseen(error) && unseenRetries < MAX_UNSEEN_RETRIES) {
+            if (
+              (body === null || body.replayable) && unseen(error) &&
+              unseenRetries < MAX_UNSEEN_RETRIES
+            ) {
               // Another endpoint if there is one; after a stale pooled
               // connection, the same endpoint on a new connection will do.
               const next = balancer.pick(ready, tried) ?? (stale ? endpoint : undefined);
@@ -267,6 +271,7 @@ export function serviceProxies(
             // The answer is dropped; cancelling its body closes that connection.
             if (response.body instanceof ReadableStream) await response.body.cancel();
             end();
+            tried ??= new Set([endpoint.url]);
             noteRetry(endpoint.url, { status: response.status });
             endpoint = retryTarget(endpoint);
             fresh = false;
@@ -279,9 +284,10 @@ export function serviceProxies(
             slot?.();
           });
           ctx.bodyDone = response.done;
-          const answer = new Response(response.body, { status: response.status });
-          copyClientHeaders(response.rawHeaders, answer.headers, ctx.requestId);
-          return answer;
+          return new Response(response.body, {
+            status: response.status,
+            headers: clientHeaders(response.rawHeaders, ctx.requestId),
+          });
         }
       } finally {
         // Set only when no response took the slot over: the request failed.

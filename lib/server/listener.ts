@@ -325,7 +325,8 @@ class BoundedListener implements ProxyListener {
       info.completed.then(client.settled, client.settled);
       // Only a request that asks for an upgrade can get a 101: no extra await
       // for the others. Asked first: once upgraded, the request is closed.
-      const upgrade = request.headers.has("upgrade");
+      // get, not has: has() makes Deno copy and lower-case every header name now.
+      const upgrade = request.headers.get("upgrade") !== null;
       // Deno counts an upgraded request as completed before its 101 is sent.
       if (upgrade) client.upgrading = true;
       const response = handler(request, client);
