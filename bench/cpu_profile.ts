@@ -3,7 +3,8 @@
  * to a Deno process started with `--inspect=127.0.0.1:PORT`, samples its
  * CPU (V8's profiler, every 100 µs) while wrk loads a URL, and prints the
  * busy microseconds per request by category (the project's own code,
- * Deno's JavaScript, ops, socket writes, GC) and the costliest functions.
+ * Deno's JavaScript, ops, socket writes, GC), by part of the gateway (each
+ * part's code with the runtime work it called) and the costliest functions.
  *
  *   deno task bench:profile INSPECT_PORT URL [--seconds 5] [--top 30] [--script WRK_LUA]
  *
@@ -70,6 +71,10 @@ async function main(): Promise<number> {
   }
 
   const nodes = new Map(profile.nodes.map((node) => [node.id, node]));
+  const parents = new Map<number, number>();
+  for (const node of profile.nodes) {
+    for (const child of node.children ?? []) parents.set(child, node.id);
+  }
   const micros = new Map<number, number>();
   profile.samples.forEach((id, i) => {
     micros.set(id, (micros.get(id) ?? 0) + profile.timeDeltas[i]);
@@ -103,10 +108,6 @@ async function main(): Promise<number> {
   }
   // Deno's JavaScript and ops charged to the nearest own-code caller: what each of our
   // functions costs with the runtime work it asks for (Headers, Response, writes...).
-  const parents = new Map<number, number>();
-  for (const node of profile.nodes) {
-    for (const child of node.children ?? []) parents.set(child, node.id);
-  }
   const withCallees = new Map<string, number>();
   for (const [id, us] of micros) {
     const own = nodes.get(id)!.callFrame;
@@ -122,6 +123,25 @@ async function main(): Promise<number> {
     }`;
     withCallees.set(key, (withCallees.get(key) ?? 0) + us);
   }
+  // Every sample charged to a part of the gateway: its own code's part, or for the runtime's
+  // JavaScript and ops, the part of the nearest own-code caller.
+  const parts = new Map<string, number>();
+  for (const [id, us] of micros) {
+    const frame = nodes.get(id)!.callFrame;
+    let part: string | undefined;
+    if (frame.url.startsWith("file:")) part = partOf(frame.url);
+    else if (frame.url.startsWith("ext:") || frame.functionName.startsWith("op_")) {
+      let at = parents.get(id);
+      while (at !== undefined && !nodes.get(at)!.callFrame.url.startsWith("file:")) {
+        at = parents.get(at);
+      }
+      part = at === undefined
+        ? "the runtime, called by no own code (the HTTP server, the event loop)"
+        : partOf(nodes.get(at)!.callFrame.url);
+    }
+    if (part === undefined) continue; // idle, GC, program: printed as categories above
+    parts.set(part, (parts.get(part) ?? 0) + us);
+  }
   const perRequest = (us: number) => (us / requests).toFixed(2).padStart(7);
   const busy = [...categories].filter(([name]) => name !== "idle")
     .reduce((sum, [, us]) => sum + us, 0);
@@ -135,12 +155,46 @@ async function main(): Promise<number> {
     console.log(`  ${perRequest(us)}  ${name}`);
   }
   console.log(
+    `by part of the gateway, with the runtime's JavaScript and ops each part called (µs per request):`,
+  );
+  for (const [name, us] of [...parts].sort((a, b) => b[1] - a[1])) {
+    console.log(`  ${perRequest(us)}  ${name}`);
+  }
+  console.log(
     `Deno's JavaScript and ops by the own-code function that called them (µs per request):`,
   );
   for (const [name, us] of [...withCallees].sort((a, b) => b[1] - a[1]).slice(0, top)) {
     console.log(`  ${perRequest(us)}  ${name}`);
   }
   return 0;
+}
+
+/** The parts of the gateway, by source file, for the "by part" table. */
+const PARTS: [RegExp, string][] = [
+  [/\/lib\/log\//, "access log (lib/log)"],
+  [
+    /\/lib\/middleware\/observe\.ts$|\/lib\/admin\//,
+    "metrics and access record (observe, lib/admin)",
+  ],
+  [
+    /\/lib\/proxy\/(http1|http1_body|exchange|pool|deadlines|body_stream|upstream_client|upstream_error)\.ts$/,
+    "upstream HTTP/1.1 client: wire format, pool, deadlines, socket I/O (lib/proxy)",
+  ],
+  [
+    /\/lib\/proxy\/(forwarding|request_head|headers)\.ts$/,
+    "header policy: forwarding headers, hop-by-hop, syntax checks (lib/proxy)",
+  ],
+  [/\/lib\/proxy\//, "proxy: balancing, retries, health, response (lib/proxy)"],
+  [/\/lib\/routing\/|\/lib\/middleware\/route\.ts$/, "routing: canonical path, match"],
+  [/\/lib\/server\//, "listener, request target, context (lib/server)"],
+  [/\/lib\/pipeline\/|\/lib\/middleware\/error_boundary\.ts$/, "chain and error boundary"],
+  [/\/lib\/(auth|ratelimit)\/|\/lib\/middleware\//, "auth and rate limits"],
+  [/\/lib\//, "other gateway code"],
+  [/\/bench\//, "the bench's own program (bench/)"],
+];
+
+function partOf(url: string): string {
+  return PARTS.find(([pattern]) => pattern.test(url))?.[1] ?? "other";
 }
 
 if (import.meta.main) Deno.exit(await main());
