@@ -82,7 +82,9 @@ export class BufferedReader {
 
   /**
    * The bytes up to the blank line that ends a message head, without it;
-   * null if the stream ends before any byte of a head arrived.
+   * null if the stream ends before any byte of a head arrived. A view of
+   * the read buffer (a copy costs an ArrayBuffer per response): valid until
+   * the next read from this reader.
    */
   async readHead(limit: number): Promise<Uint8Array | null> {
     // Offsets are relative to #start: fill() may move the buffered bytes.
@@ -95,7 +97,7 @@ export class BufferedReader {
           if (i - 3 - this.#start > limit) {
             throw new ProtocolError(`Upstream response head is larger than ${limit} bytes`);
           }
-          const head = b.slice(this.#start, i - 3);
+          const head = b.subarray(this.#start, i - 3);
           this.#start = i + 1;
           return head;
         }

@@ -20,6 +20,8 @@ export interface Origin {
   readonly caCerts?: readonly string[];
 }
 
+const EMPTY = new Uint8Array(0);
+
 /** One connection to an origin; it counts in the origin's limit until it closes. */
 export class Connection {
   readonly conn: Deno.Conn;
@@ -44,6 +46,21 @@ export class Connection {
     this.origin = origin;
     this.#onClose = onClose;
   }
+
+  /**
+   * `head` copied into this connection's own buffer, reused by each of its
+   * exchanges (one at a time, and the head is written whole before the
+   * response is read): no new buffer per request.
+   */
+  ownHead(head: Uint8Array): Uint8Array {
+    if (this.#head.length < head.length) {
+      this.#head = new Uint8Array(Math.max(head.length, this.#head.length * 2, 1024));
+    }
+    this.#head.set(head);
+    return this.#head.subarray(0, head.length);
+  }
+
+  #head = EMPTY;
 
   /** Closes it (once) and frees its place in the origin's limit. */
   close(): void {

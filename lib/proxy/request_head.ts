@@ -16,7 +16,9 @@ const BODYLESS_METHODS_WITH_LENGTH = new Set(["POST", "PUT", "PATCH"]);
  * start a header or a whole request of the sender's choosing.
  *
  * Each piece is checked as it is copied into bytes (one pass per character,
- * no head string built and then encoded).
+ * no head string built and then encoded). The bytes are a view of a buffer
+ * shared by all heads: valid until the next call, so the caller copies them
+ * (into its connection's own buffer) before anything else can run.
  */
 export function requestHead(req: UpstreamRequest, host: string): Uint8Array {
   const head = new HeadBytes();
@@ -107,9 +109,9 @@ class HeadBytes {
     return true;
   }
 
-  /** A copy of the head's bytes. */
+  /** The head's bytes, a view of the shared buffer. */
   take(): Uint8Array {
-    return this.#bytes.slice(0, this.#size);
+    return this.#bytes.subarray(0, this.#size);
   }
 
   #room(n: number): Uint8Array {

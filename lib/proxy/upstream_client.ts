@@ -68,11 +68,19 @@ export class UpstreamClient {
   async send(req: UpstreamRequest): Promise<UpstreamResponse> {
     const origin = this.#pool.origin(req.origin, req.caCerts);
     // Refused before anything is sent: a header that would break the request head.
-    const head = requestHead(req, origin.host);
+    const shared = requestHead(req, origin.host);
     const exchange = new Exchange(req, this.#parts);
     try {
       const idle = req.fresh ? undefined : this.#pool.takeIdle(origin);
-      exchange.use(idle ?? await this.#pool.acquire(origin, exchange));
+      let head: Uint8Array;
+      if (idle !== undefined) {
+        exchange.use(idle);
+        head = idle.ownHead(shared);
+      } else {
+        // Another request's head may be written into the shared bytes while this one waits.
+        head = shared.slice();
+        exchange.use(await this.#pool.acquire(origin, exchange));
+      }
       await exchange.writeRequest(head);
       return exchange.respond(await exchange.readHead());
     } catch (error) {

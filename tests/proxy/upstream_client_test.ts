@@ -50,6 +50,38 @@ Deno.test("UpstreamClient opens at most maxConnectionsPerOrigin connections; the
   }
 });
 
+Deno.test("UpstreamClient: every request's head reaches the upstream as its own, reused, new or waiting", async () => {
+  // Heads are built in one buffer shared by all requests, then copied: a request waiting
+  // for a connection must not send a head built for another meanwhile.
+  const upstream = startUpstream(async (request) => {
+    await new Promise((resolve) => setTimeout(resolve, Math.random() * 5));
+    const url = new URL(request.url);
+    return new Response(`${url.pathname} ${request.headers.get("x-tag")}`);
+  });
+  const client = new UpstreamClient({ maxConnectionsPerOrigin: 3 });
+  try {
+    for (let round = 0; round < 3; round++) {
+      const sends = Array.from({ length: 40 }, (_, i) => {
+        const tag = `r${round}-${i}-${"t".repeat(i * 7)}`;
+        return client.send({
+          ...request(upstream.url, `/p${round}/${i}`),
+          headers: { "x-tag": tag },
+        })
+          .then(async (response) => {
+            const body = response.body instanceof ReadableStream
+              ? await new Response(response.body).text()
+              : new TextDecoder().decode(response.body ?? new Uint8Array());
+            assert.equal(body, `/p${round}/${i} ${tag}`);
+          });
+      });
+      await Promise.all(sends);
+    }
+  } finally {
+    client.close();
+    await upstream.close();
+  }
+});
+
 Deno.test("UpstreamClient: a request waiting for a connection times out like any other", async () => {
   const release = latch();
   const upstream = startUpstream(async () => {
