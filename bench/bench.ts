@@ -33,6 +33,7 @@ import {
   othersShare,
   parseArgs,
   peakRssMb,
+  processTicks,
   type Result,
   spawn,
   startFlags,
@@ -70,6 +71,8 @@ interface Scenario {
   name: string;
   url: string;
   script?: string;
+  /** The processes whose CPU time per request the table shows (the one serving it, and Redis). */
+  cpu?: { serving?: number; redis?: number };
 }
 
 /** A process whose peak RSS the run reports. */
@@ -102,8 +105,11 @@ async function main(): Promise<number> {
   const notes: string[] = [];
   const measured: Measured[] = [];
   const starting: Promise<void>[] = [];
+  /** The process listening on each port, for the CPU per request of its scenario. */
+  const pidOn = new Map<number, number>();
   const serve = (name: string, child: Deno.ChildProcess, port: number) => {
     starting.push(waitForChild(child, name, port));
+    pidOn.set(port, child.pid);
     return child;
   };
 
@@ -335,6 +341,14 @@ end
     { name: S.big, url: at(ports.plain, "/big/100k") },
   ];
 
+  for (const scenario of scenarios) {
+    const serving = pidOn.get(Number(new URL(scenario.url).port));
+    scenario.cpu = {
+      serving,
+      redis: scenario.name === S.redis ? pidOn.get(ports.redis) : undefined,
+    };
+  }
+
   const cores = navigator.hardwareConcurrency;
   console.log(
     `Machine: ${cores} cores, shared by wrk, the backend, the proxies and Redis ` +
@@ -369,22 +383,37 @@ end
   // What processes outside this run took of the machine during each measured round.
   const others = new Map<string, number[]>();
   const pids = childPids();
+  /** CPU time of the serving process (and of Redis) per request, µs, by scenario and round. */
+  const cpuPerRequest = new Map<string, { serving?: number; redis?: number }[]>();
   for (let round = 0; round < options.rounds; round++) {
     for (const scenario of scenarios) {
+      const watched = [scenario.cpu?.serving, scenario.cpu?.redis]
+        .filter((pid): pid is number => pid !== undefined);
+      const ticksBefore = await processTicks(watched);
       const before = await cpuTicks(pids);
       const start = performance.now();
       const result = await wrk(scenario.url, options, scenario.script);
       const share = othersShare(before, await cpuTicks(pids), performance.now() - start);
+      const ticksAfter = await processTicks(watched);
+      // Linux counts 100 clock ticks a second: a tick is 10,000 µs.
+      const usPerRequest = (pid: number | undefined) =>
+        pid === undefined || result.requests === 0
+          ? undefined
+          : ((ticksAfter.get(pid) ?? 0) - (ticksBefore.get(pid) ?? 0)) * 10_000 / result.requests;
       results.set(scenario.name, [...(results.get(scenario.name) ?? []), result]);
       others.set(scenario.name, [...(others.get(scenario.name) ?? []), share]);
+      cpuPerRequest.set(scenario.name, [
+        ...(cpuPerRequest.get(scenario.name) ?? []),
+        { serving: usPerRequest(scenario.cpu?.serving), redis: usPerRequest(scenario.cpu?.redis) },
+      ]);
     }
   }
 
   const summary = new Map<string, Row>();
   console.log(
-    "\n| scenario | req/s | p50 ms | p99 ms | worst p99 ms | errors | others' CPU | req/s by round |",
+    "\n| scenario | req/s | p50 ms | p99 ms | worst p99 ms | CPU µs/req | errors | others' CPU | req/s by round |",
   );
-  console.log("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+  console.log("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
   for (const [name, runs] of results) {
     const row: Row = {
       requests: runs.reduce((n, r) => n + r.requests, 0),
@@ -398,9 +427,22 @@ end
     summary.set(name, row);
     const othersWorst = percent(Math.max(...others.get(name)!));
     const byRound = runs.map((r) => Math.round(r.rps)).join(", ");
+    const cpu = medianOf(cpuPerRequest.get(name)!.map((c) => c.serving));
     console.log(
       `| ${name} | ${Math.round(row.rps)} | ${row.p50.toFixed(2)} | ${row.p99.toFixed(2)} | ` +
-        `${row.worstP99.toFixed(2)} | ${row.errors} | ${othersWorst} | ${byRound} |`,
+        `${row.worstP99.toFixed(2)} | ${cpu === undefined ? "n/a" : Math.round(cpu)} | ` +
+        `${row.errors} | ${othersWorst} | ${byRound} |`,
+    );
+  }
+  console.log(
+    "\nCPU µs/req: user + system time of the process serving the scenario (for a Vanguard " +
+      "gateway with workers, all its threads) per request, median of the rounds.",
+  );
+  const redisCpu = medianOf((cpuPerRequest.get(S.redis) ?? []).map((c) => c.redis));
+  if (redisCpu !== undefined) {
+    console.log(
+      `redis-server CPU per request of ${S.redis}: ${Math.round(redisCpu)} µs ` +
+        `(on the same ${navigator.hardwareConcurrency} cores as the gateway).`,
     );
   }
   const shares = [...others.values()].flat();
@@ -486,6 +528,12 @@ end
   rpsRatio(S.haproxy, S.nginx);
   rpsRatio(S.caddy, S.nginx);
   return invalid.size > 0 ? 1 : 0;
+}
+
+/** The median of the values present, or undefined when there are none. */
+function medianOf(values: (number | undefined)[]): number | undefined {
+  const present = values.filter((value): value is number => value !== undefined);
+  return present.length === 0 ? undefined : median(present);
 }
 
 /** A share (0..1) as a whole percentage. */

@@ -159,6 +159,23 @@ export async function cpuTicks(pids: number[]): Promise<CpuTicks> {
   return { busy, ours };
 }
 
+/** CPU time (user + system, in clock ticks) of each process; a process that is gone is missing. */
+export async function processTicks(pids: readonly number[]): Promise<Map<number, number>> {
+  const ticks = new Map<number, number>();
+  if (pids.length === 0) return ticks;
+  const output = await new Deno.Command("cat", {
+    args: pids.map((pid) => `/proc/${pid}/stat`),
+    stdout: "piped",
+    stderr: "null",
+  }).output();
+  for (const line of new TextDecoder().decode(output.stdout).split("\n")) {
+    if (!/^\d+ \(/.test(line)) continue;
+    const fields = line.slice(line.lastIndexOf(")") + 2).split(" ").map(Number);
+    ticks.set(Number(line.slice(0, line.indexOf(" "))), fields[11] + fields[12]);
+  }
+  return ticks;
+}
+
 /**
  * The share of the machine (0..1) that processes outside the run used
  * between two readings `ms` apart (Linux's 100 clock ticks a second).
