@@ -1,40 +1,38 @@
-import { directLink } from "../pipeline/compose.ts";
 import type { Logger } from "../log/logger.ts";
 import { GatewayError } from "../pipeline/errors.ts";
-import type { Middleware, RequestContext } from "../pipeline/types.ts";
+import type { RequestContext } from "../pipeline/types.ts";
 
 /**
- * Turns anything thrown further down the chain into a JSON error response.
- * A GatewayError keeps its status and code; anything else is a bug: a
- * generic 500 for the client, the stack for the log only.
+ * The error boundary: turns anything thrown further down the chain into a
+ * JSON error response. A GatewayError keeps its status and code; anything
+ * else is a bug: a generic 500 for the client, the stack for the log only.
+ * Called by the link that catches (observe, the outermost, so that a request
+ * runs one async frame for both).
  */
-export function errorBoundary(deps: { logger: Logger }): Middleware {
+export function recovery(
+  deps: { logger: Logger },
+): (ctx: RequestContext, error: unknown) => Response {
   const { logger } = deps;
-
-  return directLink(async function errorBoundary(ctx, rest) {
-    try {
-      return await rest(ctx);
-    } catch (error) {
-      if (error instanceof GatewayError) {
-        if (error.status >= 500) {
-          logger.warn("request_failed", {
-            request_id: ctx.requestId,
-            route: ctx.route?.id ?? "",
-            status: error.status,
-            code: error.code,
-            message: error.message,
-            upstream: ctx.upstream ?? null,
-          });
-        }
-        return errorResponse(ctx, error);
+  return function recover(ctx, error) {
+    if (error instanceof GatewayError) {
+      if (error.status >= 500) {
+        logger.warn("request_failed", {
+          request_id: ctx.requestId,
+          route: ctx.route?.id ?? "",
+          status: error.status,
+          code: error.code,
+          message: error.message,
+          upstream: ctx.upstream ?? null,
+        });
       }
-      logger.error("internal_error", { request_id: ctx.requestId, error });
-      return errorResponse(
-        ctx,
-        new GatewayError(500, "internal_error", "The gateway failed to handle this request"),
-      );
+      return errorResponse(ctx, error);
     }
-  });
+    logger.error("internal_error", { request_id: ctx.requestId, error });
+    return errorResponse(
+      ctx,
+      new GatewayError(500, "internal_error", "The gateway failed to handle this request"),
+    );
+  };
 }
 
 /** The JSON error body every error response shares. */

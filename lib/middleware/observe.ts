@@ -10,11 +10,21 @@ import { requestHost } from "../routing/match.ts";
  * log line when the response body has finished (so status, bytes and
  * duration are final). The path logged is the raw one without the query:
  * query strings may carry secrets.
+ *
+ * With `recover` it is the error boundary too (see error_boundary.ts): what
+ * the rest of the chain throws becomes its error response here, in the same
+ * async frame.
  */
 export function observe(
-  deps: { logger: Logger; metrics: Metrics; accessLog: boolean; accessLogSample?: number },
+  deps: {
+    logger: Logger;
+    metrics: Metrics;
+    accessLog: boolean;
+    accessLogSample?: number;
+    recover?: (ctx: RequestContext, error: unknown) => Response;
+  },
 ): Middleware {
-  const { logger, metrics } = deps;
+  const { logger, metrics, recover } = deps;
   const sample = deps.accessLogSample ?? 1;
   const accessLog = deps.accessLog && sample > 0;
   const inFlight = metrics.inFlight.child({});
@@ -41,9 +51,11 @@ export function observe(
     try {
       response = await rest(ctx);
     } catch (error) {
-      // The error boundary sits right inside; reaching here is a bug in it.
-      inFlight.add(-1);
-      throw error;
+      if (recover === undefined) {
+        inFlight.add(-1);
+        throw error;
+      }
+      response = recover(ctx, error);
     }
     const finish = (outcome: BodyOutcome) => {
       inFlight.add(-1);

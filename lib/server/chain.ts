@@ -7,7 +7,7 @@ import type { Metrics } from "../admin/metrics.ts";
 import type { Authenticator } from "../auth/authenticator.ts";
 import type { Logger } from "../log/logger.ts";
 import { authenticate } from "../middleware/auth.ts";
-import { errorBoundary } from "../middleware/error_boundary.ts";
+import { recovery } from "../middleware/error_boundary.ts";
 import { observe } from "../middleware/observe.ts";
 import { rateLimit, type RateLimitBackend } from "../middleware/rate_limit.ts";
 import { matchRoute } from "../middleware/route.ts";
@@ -47,8 +47,9 @@ export function chainFor(
   terminalFor: (route: RouteEntry, table: RoutingTable) => Handler,
 ): (table: RoutingTable) => Handler {
   const front: Middleware[] = [
-    observe(parts),
-    errorBoundary(parts),
+    // The outermost link, with the error boundary inside it (one async frame for both):
+    // everything below that throws is answered as an error response, logged and counted.
+    observe({ ...parts, recover: recovery(parts) }),
     refuseBadTarget(),
     matchRoute(),
     ...(parts.tracing ? [parts.tracing] : []),
