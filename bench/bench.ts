@@ -4,7 +4,7 @@
  * run, scenarios interleaved round by round (A B C ... A B C ...) so that a
  * change in machine load hits all of them alike.
  *
- *   deno task bench [--seconds 5] [--rounds 3] [--connections 50]
+ *   deno task bench [--seconds 5] [--rounds 3] [--connections 50] [--only NAME,...]
  *
  * Every proxy gets one core's worth of itself: nginx 1 worker (a process of
  * its own, apart from the backend), HAProxy `nbthread 1`, Caddy
@@ -341,6 +341,16 @@ end
     { name: S.big, url: at(ports.plain, "/big/100k") },
   ];
 
+  if (options.only.length > 0) {
+    const kept = scenarios.filter((scenario) =>
+      options.only.some((part) => scenario.name.includes(part))
+    );
+    if (kept.length === 0) {
+      console.error(`--only ${options.only.join(",")}: no scenario matches`);
+      return 2;
+    }
+    scenarios.splice(0, scenarios.length, ...kept);
+  }
   for (const scenario of scenarios) {
     const serving = pidOn.get(Number(new URL(scenario.url).port));
     scenario.cpu = {

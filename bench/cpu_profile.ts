@@ -194,6 +194,8 @@ const PARTS: [RegExp, string][] = [
 ];
 
 function partOf(url: string): string {
+  const npm = url.match(/\/npm\/[^/]+\/((?:@[^/]+\/)?[^/]+)\//);
+  if (npm) return `npm package ${npm[1]}`;
   return PARTS.find(([pattern]) => pattern.test(url))?.[1] ?? "other";
 }
 

@@ -9,17 +9,26 @@ export interface Options {
   seconds: number;
   rounds: number;
   connections: number;
+  /** Only the scenarios whose name contains one of these (all when empty). */
+  only: string[];
 }
 
-/** Parses `--seconds N --rounds N --connections N`. */
+/** Parses `--seconds N --rounds N --connections N --only NAME[,NAME...]`. */
 export function parseArgs(args: string[]): Options {
-  const options = { seconds: 5, rounds: 3, connections: 50 };
+  const options: Options = { seconds: 5, rounds: 3, connections: 50, only: [] };
   for (let i = 0; i < args.length; i += 2) {
-    const key = args[i].replace(/^--/, "") as keyof Options;
-    if (!(key in options) || !Number.isFinite(Number(args[i + 1]))) {
-      throw new Error(`Unknown or bad argument ${args[i]} ${args[i + 1] ?? ""}`);
+    const key = args[i].replace(/^--/, "");
+    const value = args[i + 1];
+    if (key === "only" && value) {
+      options.only = value.split(",").map((name) => name.trim()).filter((name) => name !== "");
+    } else if (
+      (key === "seconds" || key === "rounds" || key === "connections") &&
+      Number.isFinite(Number(value))
+    ) {
+      options[key] = Number(value);
+    } else {
+      throw new Error(`Unknown or bad argument ${args[i]} ${value ?? ""}`);
     }
-    options[key] = Number(args[i + 1]);
   }
   return options;
 }
