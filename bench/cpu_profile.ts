@@ -147,6 +147,18 @@ async function main(): Promise<number> {
     .reduce((sum, [, us]) => sum + us, 0);
   console.log(`${url}: ${requests} requests in ${seconds} s`);
   console.log(`busy CPU per request: ${perRequest(busy)} µs`);
+  // What the tail is made of: the process's pauses, from runs of consecutive samples.
+  const pauses = stretches(
+    profile,
+    (id) => nodes.get(id)!.callFrame.functionName === "(garbage collector)",
+  );
+  const busyRuns = stretches(profile, (id) => nodes.get(id)!.callFrame.functionName !== "(idle)");
+  console.log(
+    `GC pauses (runs of GC samples): ${pauses.length}, median ${ms(median(pauses))}, ` +
+      `99th percentile ${ms(percentile(pauses, 0.99))}, longest ${ms(Math.max(0, ...pauses))}; ` +
+      `stretches without an idle moment: 99th percentile ${ms(percentile(busyRuns, 0.99))}, ` +
+      `longest ${ms(Math.max(0, ...busyRuns))}`,
+  );
   for (const [name, us] of [...categories].sort((a, b) => b[1] - a[1])) {
     console.log(`  ${perRequest(us)} µs  ${name}`);
   }
@@ -167,6 +179,39 @@ async function main(): Promise<number> {
     console.log(`  ${perRequest(us)}  ${name}`);
   }
   return 0;
+}
+
+/** The lengths (µs) of the runs of consecutive samples for which `inRun` holds. */
+function stretches(
+  profile: { samples: number[]; timeDeltas: number[] },
+  inRun: (id: number) => boolean,
+): number[] {
+  const runs: number[] = [];
+  let current = 0;
+  profile.samples.forEach((id, i) => {
+    // A sample's delta is the time since the one before: it belongs to this sample's state.
+    if (inRun(id)) current += profile.timeDeltas[i];
+    else if (current > 0) {
+      runs.push(current);
+      current = 0;
+    }
+  });
+  if (current > 0) runs.push(current);
+  return runs;
+}
+
+function percentile(values: number[], p: number): number {
+  if (values.length === 0) return 0;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))];
+}
+
+function median(values: number[]): number {
+  return percentile(values, 0.5);
+}
+
+function ms(us: number): string {
+  return `${(us / 1000).toFixed(2)} ms`;
 }
 
 /** The parts of the gateway, by source file, for the "by part" table. */
