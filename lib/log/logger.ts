@@ -1,4 +1,3 @@
-import { LineBuffer, writeJsonLine } from "./json_line.ts";
 import { formatTextLine } from "./text_format.ts";
 
 /** Structured fields of a log event; values must be JSON-serializable. */
@@ -11,12 +10,6 @@ export type LogLineFormat = "json" | "text";
 export interface LogSink {
   write(line: string, urgent: boolean): void;
   flush(): void;
-  /**
-   * Writes a JSON record formatted straight into the sink's bytes (see
-   * json_line.ts), if the sink can; throws what formatting throws, having
-   * written nothing.
-   */
-  writeJson?(time: string, level: string, event: string, fields: LogFields | undefined): void;
 }
 
 /** The one logger: one line per record with a stable snake_case `event` name. */
@@ -47,8 +40,8 @@ export function writeEnd(bytes: Uint8Array, start: number, limit: number): numbe
  * Lines to stdout, batched: one write per 32 KB or per 50 ms instead of one
  * per line, which at thousands of requests a second is most of the cost of
  * an access log. Each line is encoded into one reused byte buffer when it is
- * written: a line kept as a string until the flush would outlive a young
- * generation collection or two and be copied, then promoted to the old
+ * written: a line kept as a string until the flush outlives a young
+ * generation collection or two and is copied, then promoted to the old
  * generation, which then grows and needs full collections (measured with
  * --trace-gc). Lines of level warn and error are written at once.
  * `lineAtomic` (several threads share stdout: `server.workers`): each write
@@ -57,14 +50,15 @@ export function writeEnd(bytes: Uint8Array, start: number, limit: number): numbe
  */
 export function batchedStdout(options: { lineAtomic?: boolean } = {}): LogSink {
   const limit = options.lineAtomic ? PIPE_BUF : Infinity;
-  const out = new LineBuffer(BATCH_BYTES * 2);
+  let buffer = new Uint8Array(BATCH_BYTES * 2);
+  let size = 0;
   let timer: number | undefined;
   function flush(): void {
     if (timer !== undefined) clearTimeout(timer);
     timer = undefined;
-    if (out.size === 0) return;
-    const bytes = out.bytes.subarray(0, out.size);
-    out.size = 0;
+    if (size === 0) return;
+    const bytes = buffer.subarray(0, size);
+    size = 0;
     let start = 0;
     while (start < bytes.length) {
       const end = writeEnd(bytes, start, limit);
@@ -73,51 +67,32 @@ export function batchedStdout(options: { lineAtomic?: boolean } = {}): LogSink {
       start = end;
     }
   }
-  function written(urgent: boolean): void {
-    if (urgent || out.size >= BATCH_BYTES) {
-      flush();
-    } else if (timer === undefined) {
-      timer = setTimeout(flush, 50) as unknown as number;
-      Deno.unrefTimer(timer);
-    }
-  }
   return {
     write(line, urgent) {
-      out.text(line);
-      written(urgent);
-    },
-    writeJson(time, level, event, fields) {
-      writeJsonLine(out, time, level, event, fields, replaceErrors);
-      written(level !== "info");
+      // UTF-8 takes at most 3 bytes per UTF-16 code unit.
+      const room = line.length * 3;
+      if (buffer.length - size < room) {
+        flush();
+        if (buffer.length < room) buffer = new Uint8Array(room);
+      }
+      size += encoder.encodeInto(line, buffer.subarray(size)).written;
+      if (urgent || size >= BATCH_BYTES) {
+        flush();
+      } else if (timer === undefined) {
+        timer = setTimeout(flush, 50) as unknown as number;
+        Deno.unrefTimer(timer);
+      }
     },
     flush,
   };
 }
 
+const encoder = new TextEncoder();
 const BATCH_BYTES = 32 * 1024;
 
 /** A logger that writes one JSON object per line through `write` (batched stdout by default). */
 export function jsonLogger(sink: LogSink = batchedStdout()): Logger {
-  const writeJson = sink.writeJson;
-  if (writeJson === undefined) return lineLogger(sink, formatLine);
-  function emit(level: string, event: string, fields?: LogFields): void {
-    // A field named like one of the three replaces it (as a spread would): the string path.
-    if (fields !== undefined && ("time" in fields || "level" in fields || "event" in fields)) {
-      sink.write(formatLine(timestamp(), level, event, fields) + "\n", level !== "info");
-      return;
-    }
-    try {
-      writeJson!.call(sink, timestamp(), level, event, fields);
-    } catch {
-      writeJson!.call(sink, timestamp(), level, event, { log_error: "unserializable fields" });
-    }
-  }
-  return {
-    info: (event, fields) => emit("info", event, fields),
-    warn: (event, fields) => emit("warn", event, fields),
-    error: (event, fields) => emit("error", event, fields),
-    flush: () => sink.flush(),
-  };
+  return lineLogger(sink, formatLine);
 }
 
 /**
