@@ -7,7 +7,7 @@ import { SESSION_COOKIE as ADMIN_SESSION_COOKIE } from "../admin/admin_auth.ts";
 import { GatewayError } from "../pipeline/errors.ts";
 import type { RequestContext } from "../pipeline/types.ts";
 import { encodeSegment } from "../routing/path.ts";
-import { connectionNamed, isHopByHop } from "./headers.ts";
+import { connectionNamed, HOP_BY_HOP_LENGTHS, isHopByHop } from "./headers.ts";
 
 /**
  * The request's Content-Length, canonical: one value, or the same value
@@ -199,22 +199,35 @@ export function upstreamHeaders(ctx: RequestContext): Record<string, string> {
  * which a body that came whole with the head would otherwise take.
  */
 export function clientHeaders(raw: readonly string[], requestId: string): [string, string][] {
-  const lower: string[] = new Array(raw.length >> 1);
   let named: ReadonlySet<string> = NONE;
   for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i].toLowerCase();
-    lower[i >> 1] = name;
-    if (name === "connection") named = connectionNamed(raw[i + 1]);
+    const name = raw[i];
+    if (name.length === 10 && name.toLowerCase() === "connection") {
+      named = connectionNamed(raw[i + 1]);
+    }
   }
   // (A Response made from bytes or a stream adds no content-type of its own.)
   const out: [string, string][] = [];
   for (let i = 0; i < raw.length; i += 2) {
-    const name = lower[i >> 1];
-    if (name === "x-request-id" || isHopByHop(name, named)) continue;
-    out.push([raw[i], raw[i + 1]]);
+    const name = raw[i];
+    // Most names can be neither hop-by-hop nor x-request-id by their length and first
+    // letter alone: those are passed without a lower-cased copy.
+    if (named.size > 0 || mayBeHopByHop(name)) {
+      const lower = name.toLowerCase();
+      if (lower === "x-request-id" || isHopByHop(lower, named)) continue;
+    }
+    out.push([name, raw[i + 1]]);
   }
   out.push(["x-request-id", requestId]);
   return out;
+}
+
+/** Lengths of the fixed hop-by-hop names and of x-request-id. */
+const CLOSE_LOOK_LENGTHS = new Set([...HOP_BY_HOP_LENGTHS, "x-request-id".length]);
+
+/** False only for a name that is surely not hop-by-hop (unless Connection names it) nor x-request-id. */
+function mayBeHopByHop(name: string): boolean {
+  return CLOSE_LOOK_LENGTHS.has(name.length) || (name.charCodeAt(0) | 0x20) === 0x70; // p: proxy-*
 }
 
 const NONE: ReadonlySet<string> = new Set();

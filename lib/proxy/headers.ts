@@ -15,6 +15,11 @@ const HOP_BY_HOP = new Set([
   "proxy-authorization",
 ]);
 
+/** The lengths of the names in HOP_BY_HOP: a name of another length is not one of them. */
+export const HOP_BY_HOP_LENGTHS: ReadonlySet<number> = new Set(
+  [...HOP_BY_HOP].map((n) => n.length),
+);
+
 /** The header names a `Connection` value lists, lower-cased; empty when there are none. */
 export function connectionNamed(connection: string | null | undefined): ReadonlySet<string> {
   if (!connection) return NONE;

@@ -203,6 +203,34 @@ Deno.test("hop-by-hop and Connection-named response headers never reach the clie
   });
 });
 
+Deno.test("hop-by-hop response headers in any letter case never reach the client, without a Connection header too", async () => {
+  const upstream = startRawUpstream(async (conn) => {
+    await writeAll(
+      conn,
+      "HTTP/1.1 200 OK\r\n" +
+        "Content-Length: 2\r\n" +
+        "KEEP-ALIVE: timeout=5\r\n" +
+        "PROXY-Custom: x\r\n" +
+        "Te: trailers\r\n" +
+        "Trailer: X-Sum\r\n" +
+        "uPgRaDe: h2c\r\n" +
+        "X-Request-ID: chosen-by-upstream\r\n" +
+        "X-End-To-End: kept\r\n" +
+        "\r\nok",
+    );
+  });
+  await withGateway(upstream, singleRoute(upstream), async (gw) => {
+    const response = await rawRequest(`${gw.url}/h`);
+    assert.equal(response.status, 200);
+    for (const name of ["keep-alive", "proxy-custom", "te", "trailer", "upgrade"]) {
+      assert.equal(response.headers[name], undefined, name);
+    }
+    // The gateway's own request id, not the upstream's.
+    assert.match(String(response.headers["x-request-id"]), /^[0-9a-f-]{36}$/);
+    assert.equal(response.headers["x-end-to-end"], "kept");
+  });
+});
+
 Deno.test("X-Forwarded-For from an untrusted client is replaced, not appended to", async () => {
   const upstream = echoUpstream();
   await withGateway(upstream, singleRoute(upstream), async (gw) => {
