@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { compose } from "../../lib/pipeline/compose.ts";
+import { compose, directLink } from "../../lib/pipeline/compose.ts";
 import type { Handler, Middleware, RequestContext } from "../../lib/pipeline/types.ts";
 
 function context(): RequestContext {
@@ -158,4 +158,34 @@ Deno.test("calling next() twice throws, and the rest of the chain (the proxy) ru
   });
   await assert.rejects(run(context()), /next\(\) called multiple times in twice/);
   assert.equal(proxied, 1);
+});
+
+Deno.test("a directLink runs in declared order among guarded links, and works as plain Middleware too", async () => {
+  const log: string[] = [];
+  const direct = directLink(async function direct(ctx, rest) {
+    log.push("direct:before");
+    const response = await rest(ctx);
+    log.push("direct:after");
+    return response;
+  });
+  const handler = compose([recording("a", log), direct, recording("c", log)], () => {
+    log.push("handler");
+    return Promise.resolve(new Response("ok"));
+  });
+  assert.equal(await (await handler(context())).text(), "ok");
+  assert.deepEqual(log, [
+    "a:before",
+    "direct:before",
+    "c:before",
+    "handler",
+    "c:after",
+    "direct:after",
+    "a:after",
+  ]);
+  // Called as Middleware with a next(), outside compose().
+  log.length = 0;
+  const response = await direct(context(), () => Promise.resolve(new Response("via next")));
+  assert.equal(await response.text(), "via next");
+  assert.deepEqual(log, ["direct:before", "direct:after"]);
+  assert.equal(direct.name, "direct");
 });

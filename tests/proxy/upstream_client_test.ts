@@ -82,6 +82,34 @@ Deno.test("UpstreamClient: every request's head reaches the upstream as its own,
   }
 });
 
+Deno.test("UpstreamClient: a client that goes away after its response leaves the pooled connection to the next", async () => {
+  // The abort listener stays on a finished request's signal; once the connection is back in the
+  // pool, that request's abort must not close it under whoever uses it next.
+  const peers = new Set<number>();
+  const upstream = startUpstream((_request, info) => {
+    peers.add(info.remoteAddr.port);
+    return new Response("ok");
+  });
+  const client = new UpstreamClient();
+  try {
+    const first = new AbortController();
+    const answered = await client.send({
+      ...request(upstream.url, "/first"),
+      signal: first.signal,
+    });
+    assert.ok(answered.body instanceof Uint8Array, "the whole body came with the head");
+    await answered.done;
+    first.abort();
+    const second = await client.send(request(upstream.url, "/second"));
+    assert.equal(second.status, 200);
+    await second.done;
+    assert.equal(peers.size, 1, "the second request reused the first one's connection");
+  } finally {
+    client.close();
+    await upstream.close();
+  }
+});
+
 Deno.test("UpstreamClient: a request waiting for a connection times out like any other", async () => {
   const release = latch();
   const upstream = startUpstream(async () => {
