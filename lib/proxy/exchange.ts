@@ -269,9 +269,9 @@ export class Exchange implements Claim, BodyControl, Deadline {
   /** The response ended, cleanly or not: pools or closes the connection (see BodyControl). */
   release(clean: boolean): void {
     const connection = this.#connection!;
-    // The abort listener stays (removing it costs more than the request's
-    // signal, which goes with the request, keeping this object): it is a
-    // no-op from here.
+    // The abort listener is not removed (removing costs a few tenths of a
+    // microsecond per request; the signal goes away with its request): from
+    // here on it does nothing.
     this.#released = true;
     // Reuse only a connection whose exchange is over in both directions:
     // an upstream that answered before reading the whole request body
