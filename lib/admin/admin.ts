@@ -3,6 +3,7 @@ import type { RouteEntry } from "../routing/table.ts";
 import type { HeaderChanges } from "../config/types.ts";
 import type { AdminDeps } from "./admin_deps.ts";
 import { AdminAuth, clearedSessionCookie, type Credential } from "./admin_auth.ts";
+import { isLoopbackName } from "./local_only.ts";
 import { DashboardData, rateLimitBody } from "./dashboard_data.ts";
 import { DASHBOARD_HTML, loginHtml } from "./dashboard/page_html.ts";
 import { DASHBOARD_JS } from "./dashboard/page_script.ts";
@@ -48,7 +49,9 @@ export function adminHandler(
     );
   };
   return function admin(request: Request): Response | Promise<Response> {
-    const path = new URL(request.url).pathname;
+    const url = new URL(request.url);
+    if (deps.localOnly === true && !isLoopbackName(url.hostname)) return misdirected();
+    const path = url.pathname;
     if (request.method === "POST" && path === "/dashboard/login") return login(request, auth);
     if (request.method === "POST" && path === "/dashboard/logout") {
       return seeOther("/dashboard", { "set-cookie": clearedSessionCookie() });
@@ -121,6 +124,16 @@ function denied(credential: Exclude<Credential, "valid">, page: boolean): Respon
         "(the value of the variable server.admin_token_env names)"
       : "The admin token sent is not valid",
   }, headers);
+}
+
+/** 421 (RFC 9110 15.5.20): a token-less loopback listener asked for by another name. */
+function misdirected(): Response {
+  return json(421, {
+    error: "misdirected_request",
+    message: "This admin listener has no token and answers only requests addressed to " +
+      "localhost or a loopback address (a web page must not reach it through a DNS name " +
+      "that points here): use http://127.0.0.1:<admin_port>, or set server.admin_token_env",
+  });
 }
 
 /** RFC 6750 section 3: the scheme, and `invalid_token` when a wrong one came. */

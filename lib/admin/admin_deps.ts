@@ -47,4 +47,9 @@ export interface AdminDeps {
    * Absent: the admin listener asks for none.
    */
   readonly token?: string;
+  /**
+   * Answer only requests addressed to a loopback name (see local_only.ts): set for a listener
+   * bound to loopback without a token.
+   */
+  readonly localOnly?: boolean;
 }

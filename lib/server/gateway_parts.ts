@@ -1,5 +1,6 @@
 /** The pieces both ways of running the gateway (one thread, or workers) share. */
 import { adminHandler } from "../admin/admin.ts";
+import { isLoopbackName } from "../admin/local_only.ts";
 import type { AdminDeps } from "../admin/admin_deps.ts";
 import { Metrics } from "../admin/metrics.ts";
 import type { Config } from "../config/types.ts";
@@ -106,7 +107,11 @@ export function openAdmin(
   try {
     return Deno.serve(
       { port: at.port, hostname: at.hostname, onListen() {} },
-      adminHandler({ ...deps, token }),
+      adminHandler({
+        ...deps,
+        token,
+        localOnly: token === undefined && isLoopbackName(at.hostname),
+      }),
     );
   } catch (error) {
     throw listenFailure(error, at);

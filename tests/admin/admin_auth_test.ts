@@ -8,7 +8,8 @@ import { AdminAuth, SESSION_COOKIE, SESSION_SECONDS } from "../../lib/admin/admi
 import { parseConfig } from "../../lib/config/load.ts";
 import { memoryLogger } from "../../lib/log/logger.ts";
 import { type Gateway, startGateway } from "../../lib/server/gateway.ts";
-import { startTestGateway, startUpstream, type TestServer } from "../helpers.ts";
+import { rawRequest, startTestGateway, startUpstream, type TestServer } from "../helpers.ts";
+import { isLoopbackName } from "../../lib/admin/local_only.ts";
 
 const TOKEN = "s3cret-admin-token-0123456789abcdef";
 const ENV = "VANGUARD_TEST_ADMIN_TOKEN";
@@ -251,5 +252,106 @@ routes: [{ id: app, path_prefix: /, service_name: app }]`);
   } finally {
     await gw.close();
     await upstream.close();
+  }
+});
+
+Deno.test("without a token, a loopback admin listener answers only requests addressed to a loopback name (DNS rebinding)", async () => {
+  const upstream = startUpstream(() => new Response("x"));
+  const gw = await startTestGateway(`
+services: { app: { urls: [${upstream.url}] } }
+routes: [{ id: app, path_prefix: /, service_name: app }]`);
+  const port = new URL(gw.adminUrl).port;
+  try {
+    // What a page on attacker.example reads once its name resolves to 127.0.0.1.
+    for (const path of ["/routes", "/metrics", "/dashboard/data", "/", "/healthz"]) {
+      for (const host of [`attacker.example:${port}`, "attacker.example", "127.0.0.1.nip.io"]) {
+        const response = await rawRequest(`${gw.adminUrl}${path}`, { headers: { host } });
+        assert.equal(response.status, 421, `${host}${path}`);
+        const body = JSON.parse(new TextDecoder().decode(response.body));
+        assert.equal(body.error, "misdirected_request");
+        assert.match(body.message, /server\.admin_token_env/);
+      }
+    }
+    for (
+      const host of [
+        `localhost:${port}`,
+        `127.0.0.1:${port}`,
+        "127.0.0.2",
+        `[::1]:${port}`,
+        "app.localhost",
+      ]
+    ) {
+      const response = await rawRequest(`${gw.adminUrl}/routes`, { headers: { host } });
+      assert.equal(response.status, 200, host);
+    }
+  } finally {
+    await gw.close();
+    await upstream.close();
+  }
+});
+
+Deno.test("with a token, or bound beyond loopback, the admin listener does not look at Host", async () => {
+  const upstream = startUpstream(() => new Response("x"));
+  const guardedGateway = await guarded(upstream);
+  try {
+    const response = await rawRequest(`${guardedGateway.adminUrl}/routes`, {
+      headers: { host: "vanguard-admin.example", authorization: `Bearer ${TOKEN}` },
+    });
+    assert.equal(response.status, 200);
+  } finally {
+    await guardedGateway.close();
+  }
+  // Bound to every interface without a token: open already (the config warns), Host or not.
+  const parsed = parseConfig(
+    `services: { app: { urls: [${upstream.url}] } }
+routes: [{ id: app, path_prefix: /, service_name: app }]`,
+    { displayPath: "test.yaml", absolutePath: "/tmp/test.yaml" },
+  );
+  assert.ok(parsed.ok);
+  const open = await startGateway({
+    config: parsed.config,
+    logger: memoryLogger(),
+    listen: { port: 0, host: "127.0.0.1", adminPort: 0, adminHost: "0.0.0.0" },
+  });
+  try {
+    const response = await rawRequest(`http://127.0.0.1:${open.adminAddr.port}/routes`, {
+      headers: { host: "vanguard-admin.example" },
+    });
+    assert.equal(response.status, 200);
+  } finally {
+    await open.shutdown();
+    await upstream.close();
+  }
+});
+
+Deno.test("isLoopbackName(): localhost, *.localhost and loopback literals, nothing else", () => {
+  for (
+    const name of [
+      "localhost",
+      "LOCALHOST",
+      "localhost.",
+      "a.localhost",
+      "127.0.0.1",
+      "127.9.8.7",
+      "[::1]",
+      "::1",
+      "[::ffff:7f00:1]",
+    ]
+  ) {
+    assert.ok(isLoopbackName(name), name);
+  }
+  for (
+    const name of [
+      "attacker.example",
+      "localhost.example",
+      "notlocalhost",
+      "128.0.0.1",
+      "0.0.0.0",
+      "10.0.0.1",
+      "[::2]",
+      "127.0.0.1.nip.io",
+    ]
+  ) {
+    assert.ok(!isLoopbackName(name), name);
   }
 });
