@@ -424,8 +424,16 @@ Deno.test("StatusWriter: an unreachable API server is logged once, retried with 
       await new Promise((resolve) => setTimeout(resolve, 300));
       assert.equal(logger.records.filter((r) => r.event === "status_write_failed").length, 1);
       await fake.restart();
-      await eventually(3000, "the write after recovery", () => fake.statusWrites.length === 1);
-      assert.ok(logger.records.some((r) => r.event === "status_write_recovered"));
+      // The server records the write before the writer has its answer and logs the recovery:
+      // wait for both, then check there was exactly one write.
+      await eventually(
+        3000,
+        "the write after recovery, and its log line",
+        () =>
+          fake.statusWrites.length >= 1 &&
+          logger.records.some((r) => r.event === "status_write_recovered"),
+      );
+      assert.equal(fake.statusWrites.length, 1);
     } finally {
       await statusWriter.stop();
     }
