@@ -21,6 +21,8 @@ export interface Origin {
 }
 
 const EMPTY = new Uint8Array(0);
+/** The largest request head a connection keeps a buffer for (larger ones get a copy each). */
+const OWN_HEAD_MAX_BYTES = 16 * 1024;
 
 /** One connection to an origin; it counts in the origin's limit until it closes. */
 export class Connection {
@@ -53,8 +55,13 @@ export class Connection {
    * response is read): no new buffer per request.
    */
   ownHead(head: Uint8Array): Uint8Array {
+    // A head over OWN_HEAD_MAX_BYTES is copied for this request only: a client's huge headers must
+    // not stay in memory once per pooled connection.
+    if (head.length > OWN_HEAD_MAX_BYTES) return head.slice();
     if (this.#head.length < head.length) {
-      this.#head = new Uint8Array(Math.max(head.length, this.#head.length * 2, 1024));
+      this.#head = new Uint8Array(
+        Math.min(OWN_HEAD_MAX_BYTES, Math.max(head.length, this.#head.length * 2, 1024)),
+      );
     }
     this.#head.set(head);
     return this.#head.subarray(0, head.length);

@@ -118,13 +118,17 @@ class HeadBytes {
     if (this.#size + n > this.#bytes.length) {
       const bigger = new Uint8Array(Math.max(this.#bytes.length * 2, this.#size + n));
       bigger.set(this.#bytes.subarray(0, this.#size));
-      this.#bytes = scratch = bigger;
+      this.#bytes = bigger;
+      // Kept for the next heads only up to a size: one huge head must not stay in memory.
+      if (bigger.length <= KEPT_SCRATCH_BYTES) scratch = bigger;
     }
     return this.#bytes;
   }
 }
 
 let scratch = new Uint8Array(8 * 1024);
+/** The largest shared head buffer kept between heads. */
+const KEPT_SCRATCH_BYTES = 16 * 1024;
 
 function invalidRequest(message: string): UpstreamError {
   return new UpstreamError("invalid_request", message, {
