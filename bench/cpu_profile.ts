@@ -12,6 +12,8 @@
  * the same backend, to see what the gateway adds.
  */
 
+import { inspect, partOf, wrkLoad } from "./inspector.ts";
+
 interface ProfileNode {
   id: number;
   callFrame: { functionName: string; url: string; lineNumber: number };
@@ -35,38 +37,18 @@ async function main(): Promise<number> {
   const scriptAt = Deno.args.indexOf("--script");
   const script = scriptAt === -1 ? undefined : Deno.args[scriptAt + 1];
   const top = option("--top", 30);
-  const targets = await (await fetch(`http://127.0.0.1:${port}/json/list`)).json();
-  const socket = new WebSocket(targets[0].webSocketDebuggerUrl);
-  await new Promise((resolve) => socket.onopen = resolve);
-  let lastId = 0;
-  const pending = new Map<number, (result: unknown) => void>();
-  socket.onmessage = (event) => {
-    const message = JSON.parse(event.data);
-    pending.get(message.id)?.(message.result);
-    pending.delete(message.id);
-  };
-  const call = <T>(method: string, params: unknown = {}) =>
-    new Promise<T>((resolve) => {
-      const id = ++lastId;
-      pending.set(id, resolve as (result: unknown) => void);
-      socket.send(JSON.stringify({ id, method, params }));
-    });
-
+  const { call, close } = await inspect(Number(port));
   await call("Profiler.enable");
   await call("Profiler.setSamplingInterval", { interval: 100 });
   await call("Profiler.start");
-  const output = await new Deno.Command("wrk", {
-    args: ["-t1", "-c50", `-d${seconds}s`, ...(script ? ["-s", script] : []), url],
-    stdout: "piped",
-  }).output();
+  const load = await wrkLoad(url, seconds, script);
   const { profile } = await call<
     { profile: { nodes: ProfileNode[]; samples: number[]; timeDeltas: number[] } }
   >("Profiler.stop");
-  socket.close();
-  const text = new TextDecoder().decode(output.stdout);
-  const requests = Number(text.match(/(\d+) requests in/)?.[1] ?? 0);
+  close();
+  const requests = load.requests;
   if (requests === 0) {
-    console.error(`wrk made no requests:\n${text}`);
+    console.error(`wrk made no requests:\n${load.text}`);
     return 1;
   }
 
@@ -212,36 +194,6 @@ function median(values: number[]): number {
 
 function ms(us: number): string {
   return `${(us / 1000).toFixed(2)} ms`;
-}
-
-/** The parts of the gateway, by source file, for the "by part" table. */
-const PARTS: [RegExp, string][] = [
-  [/\/lib\/log\//, "access log (lib/log)"],
-  [
-    /\/lib\/middleware\/observe\.ts$|\/lib\/admin\//,
-    "metrics and access record (observe, lib/admin)",
-  ],
-  [
-    /\/lib\/proxy\/(http1|http1_body|exchange|pool|deadlines|body_stream|upstream_client|upstream_error)\.ts$/,
-    "upstream HTTP/1.1 client: wire format, pool, deadlines, socket I/O (lib/proxy)",
-  ],
-  [
-    /\/lib\/proxy\/(forwarding|request_head|headers)\.ts$/,
-    "header policy: forwarding headers, hop-by-hop, syntax checks (lib/proxy)",
-  ],
-  [/\/lib\/proxy\//, "proxy: balancing, retries, health, response (lib/proxy)"],
-  [/\/lib\/routing\/|\/lib\/middleware\/route\.ts$/, "routing: canonical path, match"],
-  [/\/lib\/server\//, "listener, request target, context (lib/server)"],
-  [/\/lib\/pipeline\/|\/lib\/middleware\/error_boundary\.ts$/, "chain and error boundary"],
-  [/\/lib\/(auth|ratelimit)\/|\/lib\/middleware\//, "auth and rate limits"],
-  [/\/lib\//, "other gateway code"],
-  [/\/bench\//, "the bench's own program (bench/)"],
-];
-
-function partOf(url: string): string {
-  const npm = url.match(/\/npm\/[^/]+\/((?:@[^/]+\/)?[^/]+)\//);
-  if (npm) return `npm package ${npm[1]}`;
-  return PARTS.find(([pattern]) => pattern.test(url))?.[1] ?? "other";
 }
 
 if (import.meta.main) Deno.exit(await main());

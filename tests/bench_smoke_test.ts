@@ -8,6 +8,7 @@
  * gateway with) passes bodies through intact, whatever their framing.
  */
 import assert from "node:assert/strict";
+import { freePort, waitForPort } from "../bench/support.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 
@@ -79,6 +80,71 @@ Deno.test({
       ]
     ) {
       assert.match(text, line);
+    }
+  },
+});
+
+Deno.test({
+  name: haveWrk
+    ? "deno task bench:profile and bench:heap attach to a process and print its figures per request"
+    : "deno task bench:profile and bench:heap print per-request figures (skipped: wrk is not installed)",
+  ignore: !haveWrk,
+  async fn() {
+    const backend = Deno.serve(
+      { hostname: "127.0.0.1", port: 0, onListen() {} },
+      () => new Response("ok"),
+    );
+    const proxyPort = freePort();
+    const inspectPort = freePort();
+    const proxy = new Deno.Command("deno", {
+      args: [
+        "run",
+        `--inspect=127.0.0.1:${inspectPort}`,
+        "--allow-net=127.0.0.1",
+        "bench/bare_proxy.ts",
+        String(proxyPort),
+        String(backend.addr.port),
+      ],
+      cwd: ROOT,
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    try {
+      await waitForPort(proxyPort);
+      const run = async (task: string) => {
+        const output = await new Deno.Command("deno", {
+          args: [
+            "task",
+            "-q",
+            task,
+            String(inspectPort),
+            `http://127.0.0.1:${proxyPort}/`,
+            "--seconds",
+            "1",
+          ],
+          cwd: ROOT,
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+        const text = new TextDecoder().decode(output.stdout);
+        assert.ok(output.success, text + new TextDecoder().decode(output.stderr));
+        return text;
+      };
+      const cpu = await run("bench:profile");
+      assert.match(cpu, /^busy CPU per request: +\d+\.\d\d µs$/m);
+      assert.match(cpu, /^GC pauses \(runs of GC samples\): \d+/m);
+      assert.match(cpu, /^by part of the gateway/m);
+      assert.match(cpu, /the bench's own program \(bench\/\)/);
+      const heap = await run("bench:heap");
+      const allocated = Number(heap.match(/allocated: (\d+) bytes per request/)?.[1]);
+      const survived = Number(heap.match(/collection: (\d+) bytes per request/)?.[1]);
+      assert.ok(allocated > 0, heap);
+      assert.ok(survived >= 0 && survived < allocated, heap);
+      assert.match(heap, /bench\/bare_proxy\.ts:\d+/);
+    } finally {
+      proxy.kill();
+      await proxy.status;
+      await backend.shutdown();
     }
   },
 });
