@@ -94,23 +94,11 @@ Deno.test({
       { hostname: "127.0.0.1", port: 0, onListen() {} },
       () => new Response("ok"),
     );
-    const proxyPort = freePort();
     const inspectPort = freePort();
-    const proxy = new Deno.Command("deno", {
-      args: [
-        "run",
-        `--inspect=127.0.0.1:${inspectPort}`,
-        "--allow-net=127.0.0.1",
-        "bench/bare_proxy.ts",
-        String(proxyPort),
-        String(backend.addr.port),
-      ],
-      cwd: ROOT,
-      stdout: "null",
-      stderr: "null",
-    }).spawn();
+    const { port: proxyPort, proxy } = await startBareProxy(backend.addr.port, [
+      `--inspect=127.0.0.1:${inspectPort}`,
+    ]);
     try {
-      await waitForPort(proxyPort);
       const run = async (task: string) => {
         const output = await new Deno.Command("deno", {
           args: [
@@ -176,31 +164,8 @@ Deno.test("the bench's bare Deno proxy passes Content-Length, chunked and reques
       return new Response(null, { status: 204 });
     },
   );
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  const proxy = new Deno.Command("deno", {
-    args: [
-      "run",
-      "--allow-net=127.0.0.1",
-      "bench/bare_proxy.ts",
-      String(port),
-      String(upstream.addr.port),
-    ],
-    cwd: ROOT,
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
+  const { port, proxy } = await startBareProxy(upstream.addr.port);
   try {
-    for (let attempt = 0;; attempt++) {
-      try {
-        (await Deno.connect({ hostname: "127.0.0.1", port })).close();
-        break;
-      } catch (error) {
-        if (attempt > 200) throw error;
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      }
-    }
     const base = `http://127.0.0.1:${port}`;
     for (const kind of ["fixed", "chunked"]) {
       for (const size of [0, 11, 16 * 1024 - 40, 100 * 1024, 1024 * 1024 + 3]) {
@@ -227,3 +192,32 @@ Deno.test("the bench's bare Deno proxy passes Content-Length, chunked and reques
     await upstream.shutdown();
   }
 });
+
+/** bench/bare_proxy.ts in front of `upstreamPort` (with extra `deno run` flags), once it listens. */
+async function startBareProxy(
+  upstreamPort: number,
+  flags: string[] = [],
+): Promise<{ port: number; proxy: Deno.ChildProcess }> {
+  const port = freePort();
+  const proxy = new Deno.Command("deno", {
+    args: [
+      "run",
+      ...flags,
+      "--allow-net=127.0.0.1",
+      "bench/bare_proxy.ts",
+      String(port),
+      String(upstreamPort),
+    ],
+    cwd: ROOT,
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  try {
+    await waitForPort(port);
+  } catch (error) {
+    proxy.kill();
+    await proxy.status;
+    throw error;
+  }
+  return { port, proxy };
+}
