@@ -12,6 +12,9 @@ async function openssl(args: string[], cwd: string): Promise<void> {
 }
 
 /** A throwaway directory with a CA and leaf certificates it signs. */
+/** openssl req options for a new unencrypted P-256 key. */
+const NEW_EC_KEY = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+
 export interface Pki {
   readonly dir: string;
   /** Makes `<name>.crt` and `<name>.key` signed by CA `ca`, covering `names` (and 127.0.0.1). */
@@ -30,11 +33,7 @@ export async function pki(): Promise<Pki> {
       await openssl([
         "req",
         "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
+        ...NEW_EC_KEY,
         "-keyout",
         `${name}-ca.key`,
         "-out",
@@ -49,11 +48,7 @@ export async function pki(): Promise<Pki> {
     async leaf(name, ca, names) {
       await openssl([
         "req",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
+        ...NEW_EC_KEY,
         "-keyout",
         `${name}.key`,
         "-out",
